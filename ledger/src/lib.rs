@@ -13,8 +13,9 @@
 //! Main types: [`keys::RootSecret`] (mnemonic → wallet, data and node keys),
 //! [`keys::VersionKey`] (the AES key of one object version),
 //! [`commitment::PieceTree`], [`commitment::DealTree`] and
-//! [`commitment::MerkleProof`].
+//! [`commitment::MerkleProof`], [`piece::PieceId`] (BLAKE3 of a piece).
 
 pub mod commitment;
 pub mod keys;
 pub mod keystore;
+pub mod piece;
