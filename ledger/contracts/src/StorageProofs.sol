@@ -77,6 +77,15 @@ contract StorageProofs is PeriodClock, EIP712 {
         bytes32[] siblings;
     }
 
+    /// @dev Where a commitment being recorded goes, worked out by {_window}.
+    struct Window {
+        address consumer;
+        address provider;
+        uint256 current;
+        uint256 from;
+        bool promote;
+    }
+
     /// @notice EIP-712 type both parties sign.
     bytes32 public constant COMMITMENT_TYPEHASH =
         keccak256("Commitment(uint256 dealId,bytes32 root,uint64 leafCount,uint32 version)");
@@ -199,17 +208,17 @@ contract StorageProofs is PeriodClock, EIP712 {
         bytes calldata consumerSignature,
         bytes calldata providerSignature
     ) external {
-        (address consumer, address provider, uint256 from) = _window(dealId, root, leafCount);
+        Window memory w = _window(dealId, root, leafCount, version);
         bytes32 digest = hashCommitment(dealId, root, leafCount, version);
         if (
-            !(consumerSignature.length == 0 && msg.sender == consumer)
-                && !SignatureChecker.isValidSignatureNow(consumer, digest, consumerSignature)
-        ) revert InvalidSignature(consumer);
+            !(consumerSignature.length == 0 && msg.sender == w.consumer)
+                && !SignatureChecker.isValidSignatureNow(w.consumer, digest, consumerSignature)
+        ) revert InvalidSignature(w.consumer);
         if (
-            !(providerSignature.length == 0 && msg.sender == provider)
-                && !registry.isProviderSignature(provider, digest, providerSignature)
-        ) revert InvalidSignature(provider);
-        _record(_commitments[dealId], dealId, root, leafCount, version, from, currentPeriod());
+            !(providerSignature.length == 0 && msg.sender == w.provider)
+                && !registry.isProviderSignature(w.provider, digest, providerSignature)
+        ) revert InvalidSignature(w.provider);
+        _record(dealId, root, leafCount, version, w);
     }
 
     /**
@@ -408,18 +417,19 @@ contract StorageProofs is PeriodClock, EIP712 {
 
     // ================================================================== internals
 
-    /// @dev Checks the deal can take the commitment; returns its parties and the first period
-    /// the commitment would govern.
-    function _window(uint256 dealId, bytes32 root, uint64 leafCount)
+    /// @dev Checks the deal can take the commitment: running, big enough, a newer version, and
+    /// a pending commitment that can make way. Returns the parties and where it goes.
+    function _window(uint256 dealId, bytes32 root, uint64 leafCount, uint32 version)
         private
         view
-        returns (address consumer, address provider, uint256 from)
+        returns (Window memory w)
     {
         uint64 capacityBytes;
         uint32 settledTo;
         uint32 end;
         uint8 state;
-        (consumer, provider, capacityBytes, settledTo, end, state) = marketplace.commitTerms(dealId);
+        (w.consumer, w.provider, capacityBytes, settledTo, end, state) =
+            marketplace.commitTerms(dealId);
         if (state < STATE_ACTIVE || state > STATE_EXITING) revert DealNotRunning(dealId, state);
         if (root == 0 || leafCount == 0 || leafCount > MerkleVerify.MAX_LEAF_COUNT) {
             revert InvalidCommitment(root, leafCount);
@@ -427,51 +437,50 @@ contract StorageProofs is PeriodClock, EIP712 {
         if (uint256(leafCount) * MerkleVerify.LEAF_SIZE > capacityBytes) {
             revert CommitmentExceedsCapacity(leafCount, capacityBytes);
         }
-        from = currentPeriod() + 1;
-        if (from < settledTo) from = settledTo;
-        if (from >= end) revert DealEnding(dealId, from, end);
-    }
+        w.current = currentPeriod();
+        w.from = w.current + 1 < settledTo ? settledTo : w.current + 1;
+        if (w.from >= end) revert DealEnding(dealId, w.from, end);
 
-    /// @dev Stores a validated commitment effective from `from` (`current` is the period now).
-    function _record(
-        Commitment storage c,
-        uint256 dealId,
-        bytes32 root,
-        uint64 leafCount,
-        uint32 version,
-        uint256 from,
-        uint256 current
-    ) private {
+        Commitment storage c = _commitments[dealId];
         uint256 nextFrom = c.nextFrom;
         uint256 latest = nextFrom != 0 ? c.nextVersion : c.version;
         if (version <= latest) revert StaleVersion(version, latest);
         if (nextFrom != 0) {
             if (nextFrom <= firstOpenPeriod()) {
-                // The pending commitment governs every period still open to proofs: promote it.
-                c.root = c.nextRoot;
-                c.leafCount = c.nextLeafCount;
-                c.version = c.nextVersion;
-            } else if (nextFrom <= current) {
+                // In effect for every period still open to proofs: promote it to current.
+                w.promote = true;
+            } else if (nextFrom <= w.current) {
+                // In effect now, but the previous period may still be proven against the
+                // current commitment: neither may be dropped until the grace ends.
                 revert CommitmentInTransition(dealId, proofDeadline(nextFrom - 1));
             }
-            // Otherwise the pending one is not in effect yet and is replaced.
-            c.nextRoot = root;
-            c.nextLeafCount = leafCount;
-            c.nextVersion = version;
-            c.nextFrom = uint32(from);
-        } else if (c.leafCount == 0 || c.committedFrom > current) {
+            // Otherwise it is not in effect yet and is replaced.
+        }
+    }
+
+    /// @dev Stores a checked commitment where {_window} placed it.
+    function _record(uint256 dealId, bytes32 root, uint64 leafCount, uint32 version, Window memory w)
+        private
+    {
+        Commitment storage c = _commitments[dealId];
+        if (w.promote) {
+            c.root = c.nextRoot;
+            c.leafCount = c.nextLeafCount;
+            c.version = c.nextVersion;
+        }
+        if (c.nextFrom == 0 && (c.leafCount == 0 || c.committedFrom > w.current)) {
             // The first commitment, or a replacement for it before it takes effect.
             c.root = root;
             c.leafCount = leafCount;
             c.version = version;
-            c.committedFrom = uint32(from);
+            c.committedFrom = uint32(w.from);
         } else {
             c.nextRoot = root;
             c.nextLeafCount = leafCount;
             c.nextVersion = version;
-            c.nextFrom = uint32(from);
+            c.nextFrom = uint32(w.from);
         }
-        emit DealCommitted(dealId, root, leafCount, version, uint32(from));
+        emit DealCommitted(dealId, root, leafCount, version, uint32(w.from));
     }
 
     /// @dev Checks one deal's `CHALLENGES` leaves and paths against its commitment in `period`.

@@ -102,6 +102,7 @@ abstract contract MarketTest is Test {
     bytes32 internal constant NODE = keccak256("consumer node");
 
     uint256 internal quoteNonce;
+    uint256 internal challenges;
 
     function setUp() public virtual {
         vm.warp(T0);
@@ -119,6 +120,7 @@ abstract contract MarketTest is Test {
         proofs = new StorageProofs(IDealBook(predicted), registry, PERIOD, 0, GRACE, k, LOOKAHEAD);
         market = new Marketplace(token, registry, proofs, FILL, EXIT_NOTICE);
         assertEq(address(market), predicted);
+        challenges = k;
     }
 
     function fund(address account, uint256 amount) internal {
@@ -255,7 +257,7 @@ abstract contract MarketTest is Test {
 
     function proveUniform(uint256 dealId, uint256 d, uint256 period) internal {
         StorageProofs.DealProof[] memory batch = new StorageProofs.DealProof[](1);
-        batch[0] = uniformProof(dealId, d, proofs.CHALLENGES());
+        batch[0] = uniformProof(dealId, d, challenges);
         proofs.submitProofs(period, batch);
     }
 }
