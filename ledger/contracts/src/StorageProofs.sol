@@ -459,9 +459,13 @@ contract StorageProofs is PeriodClock, EIP712 {
     }
 
     /// @dev Stores a checked commitment where {_window} placed it.
-    function _record(uint256 dealId, bytes32 root, uint64 leafCount, uint32 version, Window memory w)
-        private
-    {
+    function _record(
+        uint256 dealId,
+        bytes32 root,
+        uint64 leafCount,
+        uint32 version,
+        Window memory w
+    ) private {
         Commitment storage c = _commitments[dealId];
         if (w.promote) {
             c.root = c.nextRoot;

@@ -29,19 +29,25 @@ library TestTree {
 
     /// @dev Every level of the tree over `leafCount` leaves `leafBytes(seed + i)`, zero leaves
     /// past `leafCount` up to a power of two. levels[0] are leaf hashes; the last is the root.
-    function build(uint256 seed, uint256 leafCount) internal pure returns (bytes32[][] memory levels) {
+    function build(uint256 seed, uint256 leafCount)
+        internal
+        pure
+        returns (bytes32[][] memory levels)
+    {
         uint256 d = depth(leafCount);
         levels = new bytes32[][](d + 1);
         uint256 width = uint256(1) << d;
         levels[0] = new bytes32[](width);
         for (uint256 i; i < width; ++i) {
-            levels[0][i] = i < leafCount ? sha256(leafBytes(seed + i)) : sha256(new bytes(LEAF_SIZE));
+            levels[0][i] =
+                i < leafCount ? sha256(leafBytes(seed + i)) : sha256(new bytes(LEAF_SIZE));
         }
         for (uint256 l = 1; l <= d; ++l) {
             width >>= 1;
             levels[l] = new bytes32[](width);
             for (uint256 i; i < width; ++i) {
-                levels[l][i] = sha256(abi.encodePacked(levels[l - 1][2 * i], levels[l - 1][2 * i + 1]));
+                levels[l][i] =
+                    sha256(abi.encodePacked(levels[l - 1][2 * i], levels[l - 1][2 * i + 1]));
             }
         }
     }
@@ -50,7 +56,11 @@ library TestTree {
         return levels[levels.length - 1][0];
     }
 
-    function path(bytes32[][] memory levels, uint256 index) internal pure returns (bytes32[] memory p) {
+    function path(bytes32[][] memory levels, uint256 index)
+        internal
+        pure
+        returns (bytes32[] memory p)
+    {
         p = new bytes32[](levels.length - 1);
         for (uint256 l; l < p.length; ++l) {
             p[l] = levels[l][index ^ 1];
@@ -61,7 +71,11 @@ library TestTree {
     /// @dev The "uniform" tree: every one of the 2^d leaves is `leafBytes(seed)`, so the path of
     /// any index is the same list of level hashes. Lets tests and gas benchmarks prove any
     /// challenged index of a deep tree without building it.
-    function uniform(uint256 seed, uint256 d) internal pure returns (bytes32 root_, bytes32[] memory p) {
+    function uniform(uint256 seed, uint256 d)
+        internal
+        pure
+        returns (bytes32 root_, bytes32[] memory p)
+    {
         p = new bytes32[](d);
         bytes32 node = sha256(leafBytes(seed));
         for (uint256 l; l < d; ++l) {
@@ -167,7 +181,10 @@ abstract contract MarketTest is Test {
         return openAutoWith(provider, uint64(30 * GIB), periods);
     }
 
-    function openAutoWith(address who, uint64 capacity, uint32 periods) internal returns (uint256 dealId) {
+    function openAutoWith(address who, uint64 capacity, uint32 periods)
+        internal
+        returns (uint256 dealId)
+    {
         vm.prank(consumer);
         dealId = market.openDeal(who, capacity, periods, uint96(UNIT), NODE);
     }
@@ -191,7 +208,11 @@ abstract contract MarketTest is Test {
         });
     }
 
-    function signQuote(uint256 pk, ProviderRegistry.Quote memory q) internal view returns (bytes memory) {
+    function signQuote(uint256 pk, ProviderRegistry.Quote memory q)
+        internal
+        view
+        returns (bytes memory)
+    {
         return sign(pk, registry.hashQuote(q));
     }
 
@@ -224,11 +245,16 @@ abstract contract MarketTest is Test {
 
     function commitAs(uint256 dealId, bytes32 root, uint64 leafCount, uint32 version) internal {
         bytes32 digest = proofs.hashCommitment(dealId, root, leafCount, version);
-        proofs.commit(dealId, root, leafCount, version, sign(CONSUMER_PK, digest), sign(PROVIDER_PK, digest));
+        proofs.commit(
+            dealId, root, leafCount, version, sign(CONSUMER_PK, digest), sign(PROVIDER_PK, digest)
+        );
     }
 
     /// @dev Commits the uniform tree of depth `d` (2^d leaves) for `dealId`.
-    function commitUniform(uint256 dealId, uint256 d, uint32 version) internal returns (bytes32 root) {
+    function commitUniform(uint256 dealId, uint256 d, uint32 version)
+        internal
+        returns (bytes32 root)
+    {
         (root,) = TestTree.uniform(dealId, d);
         commitAs(dealId, root, uint64(1 << d), version);
     }
@@ -240,8 +266,39 @@ abstract contract MarketTest is Test {
         return proofs.fixSeed(period);
     }
 
+    /// @dev Makes sure `period`'s seed is fixed (the clock must be inside its window).
+    function ensureSeed(uint256 period) internal {
+        if (proofs.seedOf(period) != 0) {
+            proofs.fixSeed(period);
+            return;
+        }
+        if (proofs.seedAnchorOf(period) == 0) proofs.anchorSeed(period);
+        vm.roll(block.number + LOOKAHEAD + 1);
+        proofs.fixSeed(period);
+    }
+
+    /// @dev Proves `period` for a deal committed to the uniform tree of depth `d`, warping into
+    /// the period first.
+    function provePeriod(uint256 dealId, uint256 d, uint256 period) internal {
+        provePeriodOf(dealId, dealId, d, period);
+    }
+
+    /// @dev As {provePeriod} for a deal committed to the uniform tree of another deal (a repair).
+    function provePeriodOf(uint256 dealId, uint256 treeOf, uint256 d, uint256 period) internal {
+        if (block.timestamp < market.periodStart(period)) warpTo(period, 0);
+        ensureSeed(period);
+        StorageProofs.DealProof[] memory batch = new StorageProofs.DealProof[](1);
+        batch[0] = uniformProof(treeOf, d, challenges);
+        batch[0].dealId = dealId;
+        proofs.submitProofs(period, batch);
+    }
+
     /// @dev The proof of a uniform tree of depth `d` (any challenged index works).
-    function uniformProof(uint256 dealId, uint256 d, uint256 k) internal pure returns (StorageProofs.DealProof memory p) {
+    function uniformProof(uint256 dealId, uint256 d, uint256 k)
+        internal
+        pure
+        returns (StorageProofs.DealProof memory p)
+    {
         (, bytes32[] memory path) = TestTree.uniform(dealId, d);
         bytes memory leaf = TestTree.leafBytes(dealId);
         bytes memory leaves;

@@ -8,15 +8,21 @@ import {TestTree} from "./Base.t.sol";
 
 /// @dev Exposes the library over calldata, as the proof contract uses it.
 contract MerkleHarness {
-    function verify(bytes32 root, uint256 leafCount, uint256 index, bytes calldata leaf, bytes32[] calldata path)
-        external
-        view
-        returns (bool)
-    {
+    function verify(
+        bytes32 root,
+        uint256 leafCount,
+        uint256 index,
+        bytes calldata leaf,
+        bytes32[] calldata path
+    ) external view returns (bool) {
         return MerkleVerify.verify(root, leafCount, index, leaf, path);
     }
 
-    function computeRoot(uint256 index, bytes calldata leaf, bytes32[] calldata path) external view returns (bytes32) {
+    function computeRoot(uint256 index, bytes calldata leaf, bytes32[] calldata path)
+        external
+        view
+        returns (bytes32)
+    {
         return MerkleVerify.computeRoot(index, leaf, path);
     }
 
@@ -55,7 +61,9 @@ contract MerkleVerifyTest is Test {
         for (uint256 i; i < all.length; ++i) {
             Vector memory v = all[i];
             assertEq(v.path.length, harness.depth(v.leafCount), "path length is the depth");
-            assertTrue(harness.verify(v.root, v.leafCount, v.index, v.leaf, v.path), "vector verifies");
+            assertTrue(
+                harness.verify(v.root, v.leafCount, v.index, v.leaf, v.path), "vector verifies"
+            );
         }
     }
 
@@ -66,7 +74,9 @@ contract MerkleVerifyTest is Test {
             for (uint256 b; b < v.leaf.length; b += 85) {
                 bytes memory leaf = bytes.concat(v.leaf);
                 leaf[b] = bytes1(uint8(leaf[b]) ^ 0x01);
-                assertFalse(harness.verify(v.root, v.leafCount, v.index, leaf, v.path), "flipped leaf bit");
+                assertFalse(
+                    harness.verify(v.root, v.leafCount, v.index, leaf, v.path), "flipped leaf bit"
+                );
             }
         }
     }
@@ -78,7 +88,9 @@ contract MerkleVerifyTest is Test {
             for (uint256 j; j < v.path.length; ++j) {
                 bytes32[] memory path = copy(v.path);
                 path[j] ^= bytes32(uint256(1) << 7);
-                assertFalse(harness.verify(v.root, v.leafCount, v.index, v.leaf, path), "flipped sibling");
+                assertFalse(
+                    harness.verify(v.root, v.leafCount, v.index, v.leaf, path), "flipped sibling"
+                );
             }
         }
     }
@@ -91,9 +103,14 @@ contract MerkleVerifyTest is Test {
             bool zeroLeaf = keccak256(v.leaf) == keccak256(new bytes(256));
             for (uint256 other; other < v.leafCount && !zeroLeaf; ++other) {
                 if (other == v.index) continue;
-                assertFalse(harness.verify(v.root, v.leafCount, other, v.leaf, v.path), "moved leaf");
+                assertFalse(
+                    harness.verify(v.root, v.leafCount, other, v.leaf, v.path), "moved leaf"
+                );
             }
-            assertFalse(harness.verify(v.root, v.leafCount, v.leafCount, v.leaf, v.path), "index out of range");
+            assertFalse(
+                harness.verify(v.root, v.leafCount, v.leafCount, v.leaf, v.path),
+                "index out of range"
+            );
         }
     }
 
@@ -111,7 +128,9 @@ contract MerkleVerifyTest is Test {
                 for (uint256 j; j < shorter.length; ++j) {
                     shorter[j] = v.path[j];
                 }
-                assertFalse(harness.verify(v.root, v.leafCount, v.index, v.leaf, shorter), "shorter path");
+                assertFalse(
+                    harness.verify(v.root, v.leafCount, v.index, v.leaf, shorter), "shorter path"
+                );
                 // An inner node posing as a leaf: a shorter proof of the level-1 node fails.
             }
         }
@@ -123,10 +142,15 @@ contract MerkleVerifyTest is Test {
             Vector memory v = all[i];
             // A leaf count of another depth changes the required path length.
             uint256 deeper = (uint256(1) << v.path.length) + 1;
-            assertFalse(harness.verify(v.root, deeper, v.index, v.leaf, v.path), "deeper leaf count");
+            assertFalse(
+                harness.verify(v.root, deeper, v.index, v.leaf, v.path), "deeper leaf count"
+            );
             if (v.path.length > 0) {
                 uint256 shallower = uint256(1) << (v.path.length - 1);
-                assertFalse(harness.verify(v.root, shallower, v.index, v.leaf, v.path), "shallower leaf count");
+                assertFalse(
+                    harness.verify(v.root, shallower, v.index, v.leaf, v.path),
+                    "shallower leaf count"
+                );
             }
             assertFalse(harness.verify(v.root, 0, v.index, v.leaf, v.path), "zero leaf count");
         }
@@ -191,7 +215,9 @@ contract MerkleVerifyTest is Test {
                 bytes32[] memory path = TestTree.path(levels, i);
                 assertTrue(harness.verify(root, n, i, leaf, path), "leaf verifies");
                 if (n > 1) {
-                    assertFalse(harness.verify(root, n, (i + 1) % n, leaf, path), "not at a neighbour");
+                    assertFalse(
+                        harness.verify(root, n, (i + 1) % n, leaf, path), "not at a neighbour"
+                    );
                 }
             }
         }
@@ -221,7 +247,10 @@ contract MerkleVerifyTest is Test {
         assertFalse(harness.verify(root, 8, 0, fakeLeaf, shortPath));
     }
 
-    function testFuzz_randomTrees(uint256 seed, uint256 leafCount, uint256 index, uint256 flip) public view {
+    function testFuzz_randomTrees(uint256 seed, uint256 leafCount, uint256 index, uint256 flip)
+        public
+        view
+    {
         leafCount = bound(leafCount, 1, 40);
         index = bound(index, 0, leafCount - 1);
         bytes32[][] memory levels = TestTree.build(seed % 1e30, leafCount);

@@ -54,8 +54,12 @@ contract ProviderRegistryTest is MarketTest {
         vm.prank(provider);
         registry.register(t);
 
-        (ProviderRegistry.ListingStatus status, ProviderRegistry.ListingTerms memory stored, uint64 used, uint32 live) =
-            registry.listingOf(provider);
+        (
+            ProviderRegistry.ListingStatus status,
+            ProviderRegistry.ListingTerms memory stored,
+            uint64 used,
+            uint32 live
+        ) = registry.listingOf(provider);
         assertEq(uint8(status), uint8(ProviderRegistry.ListingStatus.Active));
         t.quoteSigner = provider; // zero means the provider itself
         assertTrue(same(stored, t));
@@ -88,17 +92,23 @@ contract ProviderRegistryTest is MarketTest {
 
         t = terms(ProviderRegistry.AcceptPolicy.Auto);
         t.addressHints = new bytes(513);
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.InvalidListing.selector, "addressHints"));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.InvalidListing.selector, "addressHints")
+        );
         registry.register(t);
 
         t = terms(ProviderRegistry.AcceptPolicy.Auto);
         t.capacityBytes = 0;
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.InvalidListing.selector, "capacityBytes"));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.InvalidListing.selector, "capacityBytes")
+        );
         registry.register(t);
 
         t = terms(ProviderRegistry.AcceptPolicy.Auto);
         t.pricePerGiBMonth = 0;
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.InvalidListing.selector, "pricePerGiBMonth"));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.InvalidListing.selector, "pricePerGiBMonth")
+        );
         registry.register(t);
 
         t = terms(ProviderRegistry.AcceptPolicy.Auto);
@@ -114,7 +124,9 @@ contract ProviderRegistryTest is MarketTest {
 
         t = terms(ProviderRegistry.AcceptPolicy.Auto);
         t.collateralBps = 19_999;
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.InvalidListing.selector, "collateralBps"));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.InvalidListing.selector, "collateralBps")
+        );
         registry.register(t);
 
         t = terms(ProviderRegistry.AcceptPolicy.Auto);
@@ -156,7 +168,9 @@ contract ProviderRegistryTest is MarketTest {
         registry.setPaused(true);
         vm.expectRevert(
             abi.encodeWithSelector(
-                ProviderRegistry.ListingAlreadyInState.selector, provider, ProviderRegistry.ListingStatus.Paused
+                ProviderRegistry.ListingAlreadyInState.selector,
+                provider,
+                ProviderRegistry.ListingStatus.Paused
             )
         );
         registry.setPaused(true);
@@ -165,7 +179,9 @@ contract ProviderRegistryTest is MarketTest {
         registry.setPaused(false);
         vm.expectRevert(
             abi.encodeWithSelector(
-                ProviderRegistry.ListingAlreadyInState.selector, provider, ProviderRegistry.ListingStatus.Active
+                ProviderRegistry.ListingAlreadyInState.selector,
+                provider,
+                ProviderRegistry.ListingStatus.Active
             )
         );
         registry.setPaused(false);
@@ -206,7 +222,9 @@ contract ProviderRegistryTest is MarketTest {
         uint256 id = openAuto(2);
         uint128 collateral = deal(id).collateral;
         vm.expectRevert(
-            abi.encodeWithSelector(ProviderRegistry.ProviderHasLiveDeals.selector, provider, 1, collateral)
+            abi.encodeWithSelector(
+                ProviderRegistry.ProviderHasLiveDeals.selector, provider, 1, collateral
+            )
         );
         vm.prank(provider);
         registry.leave();
@@ -249,7 +267,9 @@ contract ProviderRegistryTest is MarketTest {
         uint128 locked = deal(id).collateral;
         uint256 unlocked = 100_000 * UNIT - locked;
         vm.expectRevert(
-            abi.encodeWithSelector(ProviderRegistry.InsufficientCollateral.selector, provider, unlocked + 1, unlocked)
+            abi.encodeWithSelector(
+                ProviderRegistry.InsufficientCollateral.selector, provider, unlocked + 1, unlocked
+            )
         );
         vm.prank(provider);
         registry.withdrawCollateral(unlocked + 1);
@@ -268,7 +288,8 @@ contract ProviderRegistryTest is MarketTest {
     // ------------------------------------------------------------------ marketplace hooks
 
     function test_hooksOnlyForTheMarketplace() public {
-        bytes memory unauthorized = abi.encodeWithSelector(ProviderRegistry.RegistryUnauthorized.selector, address(this));
+        bytes memory unauthorized =
+            abi.encodeWithSelector(ProviderRegistry.RegistryUnauthorized.selector, address(this));
         ProviderRegistry.Quote memory q = quote(provider, 1, 1, 1);
         vm.expectRevert(unauthorized);
         registry.reserve(provider, 1, 1);
@@ -286,7 +307,9 @@ contract ProviderRegistryTest is MarketTest {
         vm.startPrank(address(market));
         vm.expectRevert(
             abi.encodeWithSelector(
-                ProviderRegistry.ListingNotActive.selector, provider, ProviderRegistry.ListingStatus.None
+                ProviderRegistry.ListingNotActive.selector,
+                provider,
+                ProviderRegistry.ListingStatus.None
             )
         );
         registry.reserve(provider, 1, 1);
@@ -297,7 +320,9 @@ contract ProviderRegistryTest is MarketTest {
         registry.setPaused(true);
         vm.expectRevert(
             abi.encodeWithSelector(
-                ProviderRegistry.ListingNotActive.selector, provider, ProviderRegistry.ListingStatus.Paused
+                ProviderRegistry.ListingNotActive.selector,
+                provider,
+                ProviderRegistry.ListingStatus.Paused
             )
         );
         vm.prank(address(market));
@@ -308,12 +333,17 @@ contract ProviderRegistryTest is MarketTest {
         uint64 capacity = uint64(1000 * GIB);
         vm.startPrank(address(market));
         vm.expectRevert(
-            abi.encodeWithSelector(ProviderRegistry.InsufficientCapacity.selector, provider, capacity + 1, capacity)
+            abi.encodeWithSelector(
+                ProviderRegistry.InsufficientCapacity.selector, provider, capacity + 1, capacity
+            )
         );
         registry.reserve(provider, capacity + 1, 1);
         vm.expectRevert(
             abi.encodeWithSelector(
-                ProviderRegistry.InsufficientCollateral.selector, provider, 100_000 * UNIT + 1, 100_000 * UNIT
+                ProviderRegistry.InsufficientCollateral.selector,
+                provider,
+                100_000 * UNIT + 1,
+                100_000 * UNIT
             )
         );
         registry.reserve(provider, 1, uint128(100_000 * UNIT + 1));
@@ -321,13 +351,18 @@ contract ProviderRegistryTest is MarketTest {
         vm.expectEmit(address(registry));
         emit ProviderRegistry.PoolUpdated(provider, uint128(100_000 * UNIT), 40, capacity - 10, 1);
         registry.reserve(provider, capacity - 10, 40);
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.InsufficientCapacity.selector, provider, 11, 10));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.InsufficientCapacity.selector, provider, 11, 10)
+        );
         registry.reserve(provider, 11, 1);
 
         registry.lockMore(provider, 60);
         vm.expectRevert(
             abi.encodeWithSelector(
-                ProviderRegistry.InsufficientCollateral.selector, provider, 100_000 * UNIT, 100_000 * UNIT - 100
+                ProviderRegistry.InsufficientCollateral.selector,
+                provider,
+                100_000 * UNIT,
+                100_000 * UNIT - 100
             )
         );
         registry.lockMore(provider, uint128(100_000 * UNIT));
@@ -353,7 +388,9 @@ contract ProviderRegistryTest is MarketTest {
         t.capacityBytes = 50;
         vm.prank(provider);
         registry.update(t);
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.InsufficientCapacity.selector, provider, 1, 0));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.InsufficientCapacity.selector, provider, 1, 0)
+        );
         vm.prank(address(market));
         registry.reserve(provider, 1, 1);
     }
@@ -371,7 +408,9 @@ contract ProviderRegistryTest is MarketTest {
         (, uint128 locked) = registry.poolOf(provider);
         assertEq(locked, 100);
 
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.QuoteNonceUsed.selector, provider, q.nonce));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.QuoteNonceUsed.selector, provider, q.nonce)
+        );
         vm.prank(address(market));
         registry.redeemQuote(q, sig, consumer);
     }
@@ -382,22 +421,30 @@ contract ProviderRegistryTest is MarketTest {
         bytes memory sig = signQuote(PROVIDER_PK, q);
         vm.startPrank(address(market));
 
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.QuoteWrongConsumer.selector, consumer, reporter));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.QuoteWrongConsumer.selector, consumer, reporter)
+        );
         registry.redeemQuote(q, sig, reporter);
 
         bytes memory wrongSig = signQuote(PROVIDER2_PK, q);
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.InvalidSignature.selector, provider));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.InvalidSignature.selector, provider)
+        );
         registry.redeemQuote(q, wrongSig, consumer);
 
         q.nonce = 999;
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.InvalidSignature.selector, provider));
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.InvalidSignature.selector, provider)
+        );
         registry.redeemQuote(q, sig, consumer); // signed with another nonce
 
         q = quote(provider, uint64(GIB), 10, 100);
         sig = signQuote(PROVIDER_PK, q);
         vm.warp(q.validUntil + 1);
         vm.expectRevert(
-            abi.encodeWithSelector(ProviderRegistry.QuoteExpired.selector, q.validUntil, q.validUntil + 1)
+            abi.encodeWithSelector(
+                ProviderRegistry.QuoteExpired.selector, q.validUntil, q.validUntil + 1
+            )
         );
         registry.redeemQuote(q, sig, consumer);
         vm.warp(q.validUntil); // inclusive
@@ -457,7 +504,9 @@ contract ProviderRegistryTest is MarketTest {
         });
         bytes32 domain = keccak256(
             abi.encode(
-                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256(
+                    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+                ),
                 keccak256("dBytes ProviderRegistry"),
                 keccak256("1"),
                 block.chainid,

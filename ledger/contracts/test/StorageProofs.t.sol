@@ -28,11 +28,17 @@ contract StorageProofsTest is MarketTest {
         new StorageProofs(book, registry, PERIOD, 0, GRACE, 17, 1);
         vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidProofConfig.selector, 1, 0));
         new StorageProofs(book, registry, PERIOD, 0, GRACE, 1, 0);
-        vm.expectRevert(abi.encodeWithSelector(PeriodClock.InvalidClock.selector, 0, block.timestamp, 0));
+        vm.expectRevert(
+            abi.encodeWithSelector(PeriodClock.InvalidClock.selector, 0, block.timestamp, 0)
+        );
         new StorageProofs(book, registry, 0, 0, 0, 1, 1);
-        vm.expectRevert(abi.encodeWithSelector(PeriodClock.InvalidClock.selector, 60, block.timestamp, 60));
+        vm.expectRevert(
+            abi.encodeWithSelector(PeriodClock.InvalidClock.selector, 60, block.timestamp, 60)
+        );
         new StorageProofs(book, registry, 60, 0, 60, 1, 1);
-        vm.expectRevert(abi.encodeWithSelector(PeriodClock.InvalidClock.selector, 60, block.timestamp + 1, 0));
+        vm.expectRevert(
+            abi.encodeWithSelector(PeriodClock.InvalidClock.selector, 60, block.timestamp + 1, 0)
+        );
         new StorageProofs(book, registry, 60, block.timestamp + 1, 0, 1, 1);
         StorageProofs past = new StorageProofs(book, registry, 60, block.timestamp - 600, 5, 16, 1);
         assertEq(past.currentPeriod(), 10);
@@ -99,7 +105,9 @@ contract StorageProofsTest is MarketTest {
         vm.prank(provider);
         registry.update(t);
         bytes32 digest = proofs.hashCommitment(id, bytes32(uint256(1)), 1, 1);
-        proofs.commit(id, bytes32(uint256(1)), 1, 1, sign(CONSUMER_PK, digest), sign(SIGNER_PK, digest));
+        proofs.commit(
+            id, bytes32(uint256(1)), 1, 1, sign(CONSUMER_PK, digest), sign(SIGNER_PK, digest)
+        );
     }
 
     function test_commitRejectsBadSignatures() public {
@@ -118,19 +126,27 @@ contract StorageProofsTest is MarketTest {
     }
 
     function test_commitRejectsBadCommitments() public {
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidCommitment.selector, bytes32(0), 1));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.InvalidCommitment.selector, bytes32(0), 1)
+        );
         proofs.commit(id, 0, 1, 1, "", "");
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidCommitment.selector, bytes32(uint256(1)), 0));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.InvalidCommitment.selector, bytes32(uint256(1)), 0)
+        );
         proofs.commit(id, bytes32(uint256(1)), 0, 1, "", "");
         uint64 tooMany = uint64((1 << 48) + 1);
         vm.expectRevert(
-            abi.encodeWithSelector(StorageProofs.InvalidCommitment.selector, bytes32(uint256(1)), tooMany)
+            abi.encodeWithSelector(
+                StorageProofs.InvalidCommitment.selector, bytes32(uint256(1)), tooMany
+            )
         );
         proofs.commit(id, bytes32(uint256(1)), tooMany, 1, "", "");
         // 30 GiB of capacity holds exactly 30 * 2^22 leaves of 256 bytes.
         uint64 full = uint64(30 * GIB / 256);
         vm.expectRevert(
-            abi.encodeWithSelector(StorageProofs.CommitmentExceedsCapacity.selector, full + 1, 30 * GIB)
+            abi.encodeWithSelector(
+                StorageProofs.CommitmentExceedsCapacity.selector, full + 1, 30 * GIB
+            )
         );
         proofs.commit(id, bytes32(uint256(1)), full + 1, 1, "", "");
         commitAs(id, bytes32(uint256(1)), full, 1);
@@ -141,10 +157,13 @@ contract StorageProofsTest is MarketTest {
         proofs.commit(999, bytes32(uint256(1)), 1, 1, "", "");
 
         vm.prank(consumer);
-        uint256 proposed = market.proposeDeal(provider, uint64(GIB), 5, uint96(UNIT), uint32(start + 1), NODE);
+        uint256 proposed =
+            market.proposeDeal(provider, uint64(GIB), 5, uint96(UNIT), uint32(start + 1), NODE);
         vm.expectRevert(
             abi.encodeWithSelector(
-                StorageProofs.DealNotRunning.selector, proposed, uint8(Marketplace.DealState.Proposed)
+                StorageProofs.DealNotRunning.selector,
+                proposed,
+                uint8(Marketplace.DealState.Proposed)
             )
         );
         proofs.commit(proposed, bytes32(uint256(1)), 1, 1, "", "");
@@ -164,7 +183,8 @@ contract StorageProofsTest is MarketTest {
 
     function test_commitBeforeTheDealStartsTakesEffectAtItsStart() public {
         vm.prank(consumer);
-        uint256 later = market.proposeDeal(provider, uint64(GIB), 5, uint96(UNIT), uint32(start + 5), NODE);
+        uint256 later =
+            market.proposeDeal(provider, uint64(GIB), 5, uint96(UNIT), uint32(start + 5), NODE);
         vm.prank(provider);
         market.acceptDeal(later);
         vm.expectEmit(address(proofs));
@@ -209,7 +229,9 @@ contract StorageProofsTest is MarketTest {
         // a new commitment would have to drop r2, so it waits.
         warpTo(start + 1, GRACE - 1);
         vm.expectRevert(
-            abi.encodeWithSelector(StorageProofs.CommitmentInTransition.selector, id, proofs.proofDeadline(start))
+            abi.encodeWithSelector(
+                StorageProofs.CommitmentInTransition.selector, id, proofs.proofDeadline(start)
+            )
         );
         proofs.commit(id, bytes32(uint256(5)), 5, 5, "", "");
 
@@ -229,7 +251,9 @@ contract StorageProofsTest is MarketTest {
 
     function test_seedLifecycle() public {
         warpTo(start, 0);
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.PeriodNotStarted.selector, start + 1, start));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.PeriodNotStarted.selector, start + 1, start)
+        );
         proofs.anchorSeed(start + 1);
         vm.expectRevert(abi.encodeWithSelector(StorageProofs.SeedUnavailable.selector, start, 0));
         proofs.fixSeed(start);
@@ -240,17 +264,24 @@ contract StorageProofsTest is MarketTest {
         emit StorageProofs.SeedAnchored(start, anchor);
         assertEq(proofs.anchorSeed(start), anchor);
         assertEq(proofs.seedAnchorOf(start), anchor);
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.SeedAnchorLive.selector, start, anchor));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.SeedAnchorLive.selector, start, anchor)
+        );
         proofs.anchorSeed(start);
         vm.roll(anchor); // the anchor block is the current one: its hash is not known yet
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.SeedUnavailable.selector, start, anchor));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.SeedUnavailable.selector, start, anchor)
+        );
         proofs.fixSeed(start);
         assertEq(proofs.seedOf(start), 0);
 
         vm.roll(anchor + 1);
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.SeedAnchorLive.selector, start, anchor));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.SeedAnchorLive.selector, start, anchor)
+        );
         proofs.anchorSeed(start);
-        bytes32 expected = keccak256(abi.encode(blockhash(anchor), start, block.chainid, address(proofs)));
+        bytes32 expected =
+            keccak256(abi.encode(blockhash(anchor), start, block.chainid, address(proofs)));
         assertEq(proofs.seedOf(start), expected);
         vm.expectEmit(address(proofs));
         emit StorageProofs.SeedFixed(start, expected);
@@ -268,18 +299,25 @@ contract StorageProofsTest is MarketTest {
         warpTo(start, 0);
         uint256 anchor = proofs.anchorSeed(start);
         vm.roll(anchor + 257); // blockhash() no longer serves it (no EIP-2935 history here)
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.SeedUnavailable.selector, start, anchor));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.SeedUnavailable.selector, start, anchor)
+        );
         proofs.fixSeed(start);
         uint256 again = proofs.anchorSeed(start);
         assertEq(again, block.number + LOOKAHEAD);
         vm.roll(again + 1);
-        assertEq(proofs.fixSeed(start), keccak256(abi.encode(blockhash(again), start, block.chainid, address(proofs))));
+        assertEq(
+            proofs.fixSeed(start),
+            keccak256(abi.encode(blockhash(again), start, block.chainid, address(proofs)))
+        );
     }
 
     function test_anchorAfterTheWindowReverts() public {
         closeThrough(start);
         vm.expectRevert(
-            abi.encodeWithSelector(StorageProofs.ProofWindowClosed.selector, start, proofs.proofDeadline(start))
+            abi.encodeWithSelector(
+                StorageProofs.ProofWindowClosed.selector, start, proofs.proofDeadline(start)
+            )
         );
         proofs.anchorSeed(start);
     }
@@ -299,7 +337,9 @@ contract StorageProofsTest is MarketTest {
         bytes memory leaves;
         bytes32[] memory siblings = new bytes32[](K * 4);
         for (uint256 i; i < K; ++i) {
-            assertEq(indexes[i], uint256(keccak256(abi.encode(seed, id, i))) % 12, "challenge formula");
+            assertEq(
+                indexes[i], uint256(keccak256(abi.encode(seed, id, i))) % 12, "challenge formula"
+            );
             leaves = bytes.concat(leaves, TestTree.leafBytes(777 + indexes[i]));
             bytes32[] memory path = TestTree.path(levels, indexes[i]);
             for (uint256 l; l < 4; ++l) {
@@ -340,7 +380,9 @@ contract StorageProofsTest is MarketTest {
             }
         }
         batch[0] = StorageProofs.DealProof({dealId: id, leaves: leaves, siblings: siblings});
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidProof.selector, id, 0, indexes[0]));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.InvalidProof.selector, id, 0, indexes[0])
+        );
         proofs.submitProofs(start + 1, batch);
     }
 
@@ -391,7 +433,9 @@ contract StorageProofsTest is MarketTest {
         batch[1] = uniformProof(id, 5, K); // id's proof offered for `other`
         batch[1].dealId = other;
         uint256 index = proofs.challengeIndexes(other, start)[0];
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidProof.selector, other, 0, index));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.InvalidProof.selector, other, 0, index)
+        );
         proofs.submitProofs(start, batch);
     }
 
@@ -402,15 +446,21 @@ contract StorageProofsTest is MarketTest {
         StorageProofs.DealProof[] memory batch = new StorageProofs.DealProof[](1);
         batch[0] = uniformProof(id, 5, K - 1);
         vm.expectRevert(
-            abi.encodeWithSelector(StorageProofs.InvalidProofLength.selector, id, (K - 1) * 256, (K - 1) * 5)
+            abi.encodeWithSelector(
+                StorageProofs.InvalidProofLength.selector, id, (K - 1) * 256, (K - 1) * 5
+            )
         );
         proofs.submitProofs(start, batch);
         // A path one level short (as for a tree of half the leaves) is refused.
         batch[0] = uniformProof(id, 4, K);
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidProofLength.selector, id, K * 256, K * 4));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.InvalidProofLength.selector, id, K * 256, K * 4)
+        );
         proofs.submitProofs(start, batch);
         batch[0] = uniformProof(id, 6, K);
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidProofLength.selector, id, K * 256, K * 6));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.InvalidProofLength.selector, id, K * 256, K * 6)
+        );
         proofs.submitProofs(start, batch);
     }
 
@@ -450,7 +500,9 @@ contract StorageProofsTest is MarketTest {
         vm.warp(deadline);
         StorageProofs.DealProof[] memory batch = new StorageProofs.DealProof[](1);
         batch[0] = uniformProof(id, 5, K);
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.ProofWindowClosed.selector, start + 1, deadline));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.ProofWindowClosed.selector, start + 1, deadline)
+        );
         proofs.submitProofs(start + 1, batch);
     }
 
@@ -464,21 +516,27 @@ contract StorageProofsTest is MarketTest {
         // In the grace after `start`, `start` is proven against depth 5 and `start + 1` against 7.
         StorageProofs.DealProof[] memory batch = new StorageProofs.DealProof[](1);
         batch[0] = uniformProof(id, 7, K);
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidProofLength.selector, id, K * 256, K * 7));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.InvalidProofLength.selector, id, K * 256, K * 7)
+        );
         proofs.submitProofs(start, batch);
         proveUniform(id, 5, start);
         proveUniform(id, 7, start + 1);
     }
 
     function test_inheritOnlyByTheMarketplace() public {
-        vm.expectRevert(abi.encodeWithSelector(StorageProofs.ProofsUnauthorized.selector, address(this)));
+        vm.expectRevert(
+            abi.encodeWithSelector(StorageProofs.ProofsUnauthorized.selector, address(this))
+        );
         proofs.inherit(id, id + 1, start);
     }
 
     function test_hashCommitmentIsEip712() public view {
         bytes32 domain = keccak256(
             abi.encode(
-                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256(
+                    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+                ),
                 keccak256("dBytes StorageProofs"),
                 keccak256("1"),
                 block.chainid,
@@ -487,7 +545,9 @@ contract StorageProofsTest is MarketTest {
         );
         bytes32 structHash = keccak256(
             abi.encode(
-                keccak256("Commitment(uint256 dealId,bytes32 root,uint64 leafCount,uint32 version)"),
+                keccak256(
+                    "Commitment(uint256 dealId,bytes32 root,uint64 leafCount,uint32 version)"
+                ),
                 uint256(7),
                 bytes32(uint256(8)),
                 uint64(9),

@@ -38,7 +38,9 @@ contract StorageTokenTest is Test {
     function test_mintOnlyMinter() public {
         bytes32 minterRole = token.MINTER_ROLE();
         vm.expectRevert(
-            abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, alice, minterRole)
+            abi.encodeWithSelector(
+                IAccessControl.AccessControlUnauthorizedAccount.selector, alice, minterRole
+            )
         );
         vm.prank(alice);
         token.mint(alice, 1);
@@ -56,7 +58,9 @@ contract StorageTokenTest is Test {
         uint256 deadline = block.timestamp + 1;
         bytes32 structHash = keccak256(
             abi.encode(
-                keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                keccak256(
+                    "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
+                ),
                 owner,
                 alice,
                 3e18,
@@ -64,7 +68,8 @@ contract StorageTokenTest is Test {
                 deadline
             )
         );
-        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", token.DOMAIN_SEPARATOR(), structHash));
+        bytes32 digest =
+            keccak256(abi.encodePacked("\x19\x01", token.DOMAIN_SEPARATOR(), structHash));
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(ownerKey, digest);
         token.permit(owner, alice, 3e18, deadline, v, r, s);
         assertEq(token.allowance(owner, alice), 3e18);
@@ -89,7 +94,9 @@ contract StorageTokenTest is Test {
         Faucet other = new Faucet(token, 1, 1);
         bytes32 minterRole = token.MINTER_ROLE();
         vm.expectRevert(
-            abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, address(other), minterRole)
+            abi.encodeWithSelector(
+                IAccessControl.AccessControlUnauthorizedAccount.selector, address(other), minterRole
+            )
         );
         other.drip(alice);
     }
