@@ -55,18 +55,36 @@ interface IDealBook {
  * contract that may give a repair deal its parent's commitment ({inherit}).
  */
 contract StorageProofs is PeriodClock, EIP712 {
-    /// @notice A deal's commitment in effect and the one replacing it at `nextFrom`.
+    /// @notice A deal's commitment in effect and the one replacing it at `nextFrom` (a view).
     struct Commitment {
-        // slot 0
+        bytes32 root;
         uint64 leafCount;
         uint32 version;
         uint32 committedFrom; // first period under any commitment; the current one is in effect from it
+        bytes32 nextRoot;
         uint64 nextLeafCount;
         uint32 nextVersion;
         uint32 nextFrom; // 0 while nothing is pending
+    }
+
+    /**
+     * @dev Storage of a deal's commitments: two buffers, `current` says which one holds the
+     * commitment in effect; the other holds the pending one while `nextFrom != 0`. Taking the
+     * pending one into effect flips `current` instead of copying a root (one SSTORE fewer per
+     * commitment). Leaf counts are at most 2^48, so 56 bits hold them.
+     */
+    struct Buffers {
+        // slot 0
+        uint56 leafCount0;
+        uint32 version0;
+        uint56 leafCount1;
+        uint32 version1;
+        uint32 committedFrom;
+        uint32 nextFrom;
+        uint8 current;
         // slot 1, 2
-        bytes32 root;
-        bytes32 nextRoot;
+        bytes32 root0;
+        bytes32 root1;
     }
 
     /// @notice Proofs for one deal: `CHALLENGES` leaves of 256 bytes, concatenated, and their
@@ -103,7 +121,7 @@ contract StorageProofs is PeriodClock, EIP712 {
     /// @notice Blocks between a seed's anchoring and the block whose hash makes it.
     uint256 public immutable SEED_LOOKAHEAD_BLOCKS;
 
-    mapping(uint256 dealId => Commitment) private _commitments;
+    mapping(uint256 dealId => Buffers) private _commitments;
     mapping(uint256 dealId => mapping(uint256 word => uint256)) private _proven;
     mapping(uint256 period => uint256) private _seedAnchors;
     mapping(uint256 period => bytes32) private _seeds;
@@ -214,8 +232,10 @@ contract StorageProofs is PeriodClock, EIP712 {
             !(consumerSignature.length == 0 && msg.sender == w.consumer)
                 && !SignatureChecker.isValidSignatureNow(w.consumer, digest, consumerSignature)
         ) revert InvalidSignature(w.consumer);
+        // The provider's own key is checked here; only a quote signer needs the registry.
         if (
             !(providerSignature.length == 0 && msg.sender == w.provider)
+                && !SignatureChecker.isValidSignatureNow(w.provider, digest, providerSignature)
                 && !registry.isProviderSignature(w.provider, digest, providerSignature)
         ) revert InvalidSignature(w.provider);
         _record(dealId, root, leafCount, version, w);
@@ -233,10 +253,10 @@ contract StorageProofs is PeriodClock, EIP712 {
         if (msg.sender != address(marketplace)) revert ProofsUnauthorized(msg.sender);
         (root, leafCount, version) = latestCommitment(parentId);
         if (leafCount == 0) revert NoCommitment(parentId, fromPeriod);
-        Commitment storage child = _commitments[childId];
-        child.root = root;
-        child.leafCount = leafCount;
-        child.version = version;
+        Buffers storage child = _commitments[childId];
+        child.root0 = root;
+        child.leafCount0 = uint56(leafCount);
+        child.version0 = version;
         child.committedFrom = uint32(fromPeriod);
         emit DealCommitted(childId, root, leafCount, version, uint32(fromPeriod));
     }
@@ -323,9 +343,14 @@ contract StorageProofs is PeriodClock, EIP712 {
 
     // ================================================================== views
 
-    /// @notice The raw commitment record of a deal.
-    function commitmentOf(uint256 dealId) external view returns (Commitment memory) {
-        return _commitments[dealId];
+    /// @notice A deal's commitment in effect (or about to be, for the first one) and the pending one.
+    function commitmentOf(uint256 dealId) external view returns (Commitment memory c) {
+        Buffers storage b = _commitments[dealId];
+        uint256 current = b.current;
+        (c.root, c.leafCount, c.version) = _entry(b, current);
+        c.committedFrom = b.committedFrom;
+        c.nextFrom = b.nextFrom;
+        if (c.nextFrom != 0) (c.nextRoot, c.nextLeafCount, c.nextVersion) = _entry(b, 1 - current);
     }
 
     /**
@@ -337,12 +362,11 @@ contract StorageProofs is PeriodClock, EIP712 {
         view
         returns (bytes32 root, uint64 leafCount, uint32 version)
     {
-        Commitment storage c = _commitments[dealId];
-        uint256 nextFrom = c.nextFrom;
-        if (nextFrom != 0 && period >= nextFrom) {
-            return (c.nextRoot, c.nextLeafCount, c.nextVersion);
-        }
-        if (c.leafCount != 0 && period >= c.committedFrom) return (c.root, c.leafCount, c.version);
+        Buffers storage b = _commitments[dealId];
+        uint256 current = b.current;
+        uint256 nextFrom = b.nextFrom;
+        if (nextFrom != 0 && period >= nextFrom) return _entry(b, 1 - current);
+        if (period >= b.committedFrom) return _entry(b, current); // zeros before any commitment
     }
 
     /// @notice The deal's most recent commitment, in effect or pending (zeros if none).
@@ -351,9 +375,9 @@ contract StorageProofs is PeriodClock, EIP712 {
         view
         returns (bytes32 root, uint64 leafCount, uint32 version)
     {
-        Commitment storage c = _commitments[dealId];
-        if (c.nextFrom != 0) return (c.nextRoot, c.nextLeafCount, c.nextVersion);
-        return (c.root, c.leafCount, c.version);
+        Buffers storage b = _commitments[dealId];
+        uint256 current = b.current;
+        return _entry(b, b.nextFrom != 0 ? 1 - current : current);
     }
 
     /// @notice Whether `period` of the deal is proven.
@@ -441,9 +465,9 @@ contract StorageProofs is PeriodClock, EIP712 {
         w.from = w.current + 1 < settledTo ? settledTo : w.current + 1;
         if (w.from >= end) revert DealEnding(dealId, w.from, end);
 
-        Commitment storage c = _commitments[dealId];
-        uint256 nextFrom = c.nextFrom;
-        uint256 latest = nextFrom != 0 ? c.nextVersion : c.version;
+        Buffers storage b = _commitments[dealId];
+        uint256 nextFrom = b.nextFrom;
+        (, uint256 latest) = _meta(b, nextFrom != 0 ? 1 - b.current : b.current);
         if (version <= latest) revert StaleVersion(version, latest);
         if (nextFrom != 0) {
             if (nextFrom <= firstOpenPeriod()) {
@@ -466,25 +490,61 @@ contract StorageProofs is PeriodClock, EIP712 {
         uint32 version,
         Window memory w
     ) private {
-        Commitment storage c = _commitments[dealId];
+        Buffers storage b = _commitments[dealId];
+        uint256 current = b.current;
         if (w.promote) {
-            c.root = c.nextRoot;
-            c.leafCount = c.nextLeafCount;
-            c.version = c.nextVersion;
+            // The pending commitment takes over; its old buffer is free for the new one.
+            current = 1 - current;
+            b.current = uint8(current);
         }
-        if (c.nextFrom == 0 && (c.leafCount == 0 || c.committedFrom > w.current)) {
+        (uint64 currentLeafCount,) = _meta(b, current);
+        if (b.nextFrom == 0 && (currentLeafCount == 0 || b.committedFrom > w.current)) {
             // The first commitment, or a replacement for it before it takes effect.
-            c.root = root;
-            c.leafCount = leafCount;
-            c.version = version;
-            c.committedFrom = uint32(w.from);
+            _store(b, current, root, leafCount, version);
+            b.committedFrom = uint32(w.from);
         } else {
-            c.nextRoot = root;
-            c.nextLeafCount = leafCount;
-            c.nextVersion = version;
-            c.nextFrom = uint32(w.from);
+            _store(b, 1 - current, root, leafCount, version);
+            b.nextFrom = uint32(w.from);
         }
         emit DealCommitted(dealId, root, leafCount, version, uint32(w.from));
+    }
+
+    function _entry(Buffers storage b, uint256 index)
+        private
+        view
+        returns (bytes32 root, uint64 leafCount, uint32 version)
+    {
+        if (index == 0) return (b.root0, b.leafCount0, b.version0);
+        return (b.root1, b.leafCount1, b.version1);
+    }
+
+    /// @dev {_entry} without the root (which lives in another slot).
+    function _meta(Buffers storage b, uint256 index)
+        private
+        view
+        returns (uint64 leafCount, uint32 version)
+    {
+        if (index == 0) return (b.leafCount0, b.version0);
+        return (b.leafCount1, b.version1);
+    }
+
+    /// @dev `leafCount <= 2^48` was checked by {_window}.
+    function _store(
+        Buffers storage b,
+        uint256 index,
+        bytes32 root,
+        uint64 leafCount,
+        uint32 version
+    ) private {
+        if (index == 0) {
+            b.root0 = root;
+            b.leafCount0 = uint56(leafCount);
+            b.version0 = version;
+        } else {
+            b.root1 = root;
+            b.leafCount1 = uint56(leafCount);
+            b.version1 = version;
+        }
     }
 
     /// @dev Checks one deal's `CHALLENGES` leaves and paths against its commitment in `period`.
