@@ -982,7 +982,8 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
 
         uint256 rate = deal.ratePerPeriod;
         uint256 paid = tally.paidPeriods * rate;
-        uint256 held = paid * HOLD_BACK_BPS / BPS;
+        // Held back per period, so the split never depends on how settlement is chunked.
+        uint256 held = tally.paidPeriods * (rate * HOLD_BACK_BPS / BPS);
         uint256 refunded = tally.refundedPeriods * rate + tally.consumerSlash;
         deal.settledTo = uint32(end);
         deal.missedRun = uint8(tally.run);

@@ -26,7 +26,7 @@ contract SettlementTest is MarketTest {
     }
 
     function held(uint256 paid) internal pure returns (uint256) {
-        return paid * 2000 / 10_000;
+        return paid / R * (R * 2000 / 10_000);
     }
 
     function slashOf(uint256 collateral) internal pure returns (uint256) {
