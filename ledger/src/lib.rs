@@ -15,6 +15,7 @@
 //! [`commitment::PieceTree`], [`commitment::DealTree`] and
 //! [`commitment::MerkleProof`], [`piece::PieceId`] (BLAKE3 of a piece).
 
+pub mod book;
 pub mod commitment;
 pub mod keys;
 pub mod keystore;
