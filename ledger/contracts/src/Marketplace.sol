@@ -319,6 +319,8 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
     error PeriodNotMissed(uint256 dealId, uint256 period);
     /// @notice Closed periods before `firstOpen` must be settled first.
     error SettleFirst(uint256 dealId, uint256 settledTo, uint256 firstOpen);
+    /// @notice The deal's last period has begun; it can no longer be extended.
+    error TermOver(uint256 dealId, uint256 end);
     /// @notice No term is left to hand to a new provider.
     error NothingToReassign(uint256 dealId);
     /// @notice The new provider must differ from the failed or exiting one.
@@ -574,7 +576,8 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
      * @param providerSignature The provider's (or quote signer's) EIP-712 `Renewal(dealId, end,
      * newEnd, validUntil)`; may be empty when the listing auto-accepts, is active, asks no more
      * than the deal's rate and allows `extraPeriods`.
-     * @dev Only the consumer, while Active. Emits {DealRenewed}.
+     * @dev Only the consumer, while Active and before its last period begins (else {TermOver}).
+     * Emits {DealRenewed}.
      */
     function renew(
         uint256 dealId,
@@ -587,6 +590,9 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
         if (msg.sender != deal.consumer) revert NotConsumer(dealId, msg.sender);
         address provider = deal.provider;
         uint32 end = deal.end;
+        // An extension starts at `end`, which must still be in the future: periods already
+        // under way could not have been proven for a term that did not include them.
+        if (end <= currentPeriod()) revert TermOver(dealId, end);
         uint256 newEnd = uint256(end) + extraPeriods;
         if (extraPeriods == 0) revert DurationOutOfRange(0, 1, type(uint32).max);
         uint32 newEnd32 = _toUint32(newEnd);

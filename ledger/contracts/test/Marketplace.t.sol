@@ -473,6 +473,18 @@ contract MarketplaceTest is MarketTest {
         market.renew(id, 1, 0, "");
     }
 
+    function test_renewOnlyBeforeTheLastPeriod() public {
+        uint256 id = openAuto(3);
+        uint256 end = deal(id).end;
+        warpTo(end - 1, PERIOD - 1); // the last period has not begun
+        vm.prank(consumer);
+        market.renew(id, 1, 0, "");
+        warpTo(end + 1, 0); // the new last period (end) is under way, unsettled
+        vm.expectRevert(abi.encodeWithSelector(Marketplace.TermOver.selector, id, end + 1));
+        vm.prank(consumer);
+        market.renew(id, 1, 0, "");
+    }
+
     function test_renewWithTheProvidersConsent() public {
         ProviderRegistry.ListingTerms memory t = terms(ProviderRegistry.AcceptPolicy.Manual);
         t.quoteSigner = quoteSigner;
