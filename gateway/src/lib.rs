@@ -14,3 +14,5 @@
 //! [`codec::decode_segment`], [`codec::RangePlan`] and [`codec::decode_range`].
 
 pub mod codec;
+pub mod pipeline;
+pub mod s3;

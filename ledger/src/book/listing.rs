@@ -32,7 +32,7 @@ pub struct ListQuery<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListEntry {
     /// A current object version.
-    Object(ObjectVersion),
+    Object(Box<ObjectVersion>),
     /// A common prefix.
     CommonPrefix(String),
 }
@@ -70,7 +70,7 @@ pub enum VersionEntry {
     /// A version or delete marker.
     Version {
         /// The version.
-        version: ObjectVersion,
+        version: Box<ObjectVersion>,
         /// Whether it is the newest of its key.
         is_latest: bool,
     },
@@ -215,9 +215,10 @@ impl Book {
                         table: "current",
                         reason: format!("{key:?} points at a version that does not exist"),
                     })?;
-                listing
-                    .entries
-                    .push(ListEntry::Object(decode("versions", version.value())?));
+                listing.entries.push(ListEntry::Object(Box::new(decode(
+                    "versions",
+                    version.value(),
+                )?)));
             }
             break;
         }
@@ -287,9 +288,10 @@ impl Book {
                 let is_latest = last_key.as_deref() != Some(key.as_str());
                 let version: ObjectVersion = decode("versions", value.value())?;
                 last_key = Some(key);
-                listing
-                    .entries
-                    .push(VersionEntry::Version { version, is_latest });
+                listing.entries.push(VersionEntry::Version {
+                    version: Box::new(version),
+                    is_latest,
+                });
             }
             break;
         }

@@ -79,7 +79,7 @@ pub struct UploadQuery<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadEntry {
     /// An upload in progress.
-    Upload(Upload),
+    Upload(Box<Upload>),
     /// A common prefix.
     CommonPrefix(String),
 }
