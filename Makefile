@@ -7,7 +7,8 @@ FORGE     := $(abspath $(NODE_BIN))/forge
 STAMP     := $(CONTRACTS)/node_modules/.dbytes-setup
 NEXTEST_PROFILE := $(if $(CI),ci,default)
 
-.PHONY: setup run test test-rust test-contracts lint bench bench-codec clean
+.PHONY: setup run test test-rust test-contracts lint bench bench-codec clean artifacts \
+	check-artifacts gas
 
 ## setup: install the pinned contract toolchain (forge, anvil, cast, solcjs,
 ## OpenZeppelin, forge-std) from package-lock.json; idempotent.
@@ -21,8 +22,9 @@ $(STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
 run: setup
 	cargo run --release -- --help
 
-## test: formatting, lints, Rust tests, contract formatting and tests.
-test: setup lint test-rust test-contracts
+## test: formatting, lints, Rust tests, contract formatting and tests, and the
+## check that the committed contract artifacts match the sources.
+test: setup lint check-artifacts test-rust test-contracts
 
 lint:
 	cargo fmt --all --check
@@ -34,6 +36,33 @@ test-rust: setup
 
 test-contracts: setup
 	cd $(CONTRACTS) && $(FORGE) test
+
+# The artifacts build has its own out and cache directories so it never races a
+# `forge test` running in the same tree.
+ARTIFACTS_OUT   := out/.artifacts
+ARTIFACTS_BUILD := cd $(CONTRACTS) && $(FORGE) build --quiet --skip test --skip script \
+	--out $(ARTIFACTS_OUT) --cache-path cache/.artifacts
+
+## artifacts: rebuild ledger/contracts/artifacts/ (ABI + bytecode of each
+## deployed contract), which the Rust bindings and `dbytes contracts deploy`
+## read; commit them with every change to ledger/contracts/src.
+artifacts: setup
+	$(ARTIFACTS_BUILD)
+	cd $(CONTRACTS) && node script/artifacts.mjs write $(ARTIFACTS_OUT)
+
+## check-artifacts: fail when the committed artifacts are stale against src/.
+check-artifacts: setup
+	$(ARTIFACTS_BUILD)
+	cd $(CONTRACTS) && node script/artifacts.mjs check $(ARTIFACTS_OUT)
+
+## gas: the gas report of test/Gas.t.sol, one `gas <operation>=<gas>` line per
+## operation (transaction gas: intrinsic + calldata + execution - refund).
+GAS_LOG := $(CONTRACTS)/out/gas-report.log
+gas: setup
+	@mkdir -p $(CONTRACTS)/out
+	@cd $(CONTRACTS) && $(FORGE) test --match-contract Gas -vv > $(abspath $(GAS_LOG)) 2>&1 \
+		|| { cat $(abspath $(GAS_LOG)); exit 1; }
+	@sed -n 's/^ *\(gas [A-Za-z0-9_]*=[0-9]*\) *$$/\1/p' $(GAS_LOG)
 
 ## bench: every benchmark; bench-codec: the codec alone.
 bench: bench-codec

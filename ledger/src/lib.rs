@@ -16,7 +16,9 @@
 //! [`commitment::MerkleProof`], [`piece::PieceId`] (BLAKE3 of a piece).
 
 pub mod book;
+pub mod chain;
 pub mod commitment;
 pub mod keys;
 pub mod keystore;
+pub mod market;
 pub mod piece;
