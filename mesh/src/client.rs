@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dbytes_ledger::commitment::leaf_count_for;
 use dbytes_ledger::piece::PieceId;
-use iroh::endpoint::{Connection, ReadError, RecvStream, VarInt};
+use iroh::endpoint::{Connection, ReadError, RecvStream, SendStream, VarInt};
 use iroh::{Endpoint, EndpointAddr, EndpointId};
 
 use crate::audit::{AuditMismatch, check_audit, pick_leaves};
@@ -165,11 +165,7 @@ impl PieceClient {
         };
         let response = self
             .bounded("put", node, self.config.transfer_timeout, async {
-                let connection = self.connection(provider).await?;
-                let (send, mut recv) = connection
-                    .open_bi()
-                    .await
-                    .map_err(|err| stream_error(node, err))?;
+                let (send, mut recv) = self.open_stream(provider).await?;
                 let mut send = GuardedSend::new(send, RESET_CANCELLED);
                 let sent = send_request(&mut send, &request, bytes).await;
                 // Read the answer even if sending failed: a provider that
@@ -207,14 +203,7 @@ impl PieceClient {
         deal: DealId,
         piece: PieceId,
     ) -> Result<Vec<u8>, ClientError> {
-        let bytes = self.get(provider, deal, piece, None).await?;
-        if !piece.matches(&bytes) {
-            return Err(ClientError::CorruptPiece {
-                node: provider.id,
-                piece,
-            });
-        }
-        Ok(bytes)
+        self.get(provider, deal, piece, None).await
     }
 
     /// `length` bytes of the piece from `offset`. The provider checks only
@@ -243,11 +232,7 @@ impl PieceClient {
         let request = Request::GetPiece { deal, piece, range };
         let operation = if range.is_some() { "get_range" } else { "get" };
         self.bounded(operation, node, self.config.transfer_timeout, async {
-            let connection = self.connection(provider).await?;
-            let (send, mut recv) = connection
-                .open_bi()
-                .await
-                .map_err(|err| stream_error(node, err))?;
+            let (send, mut recv) = self.open_stream(provider).await?;
             let mut send = GuardedSend::new(send, RESET_CANCELLED);
             send_request(&mut send, &request, &[])
                 .await
@@ -272,7 +257,16 @@ impl PieceClient {
                     reason: format!("announced {length} bytes for a range of another length"),
                 });
             }
-            read_body(&mut recv, length, node, piece).await
+            // A whole piece is hashed chunk by chunk as it arrives (not in
+            // one go on the executor at the end).
+            let mut hasher = range.is_none().then(blake3::Hasher::new);
+            let bytes = read_body(&mut recv, length, node, piece, hasher.as_mut()).await?;
+            if let Some(hasher) = hasher
+                && hasher.finalize() != blake3::Hash::from_bytes(piece.0)
+            {
+                return Err(ClientError::CorruptPiece { node, piece });
+            }
+            Ok(bytes)
         })
         .await
     }
@@ -380,11 +374,7 @@ impl PieceClient {
     ) -> Result<Response, ClientError> {
         let node = provider.id;
         self.bounded(operation, node, self.config.request_timeout, async {
-            let connection = self.connection(provider).await?;
-            let (send, mut recv) = connection
-                .open_bi()
-                .await
-                .map_err(|err| stream_error(node, err))?;
+            let (send, mut recv) = self.open_stream(provider).await?;
             let mut send = GuardedSend::new(send, RESET_CANCELLED);
             send_request(&mut send, request, &[])
                 .await
@@ -422,6 +412,37 @@ impl PieceClient {
         self.connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new stream to `provider`, over the cached connection if it still
+    /// works, else over a new one.
+    async fn open_stream(
+        &self,
+        provider: &EndpointAddr,
+    ) -> Result<(SendStream, RecvStream), ClientError> {
+        let node = provider.id;
+        let connection = self.connection(provider).await?;
+        match connection.open_bi().await {
+            Ok(streams) => Ok(streams),
+            Err(_) => {
+                // The provider closed it (a restart, an idle timeout): dial
+                // again, once.
+                {
+                    let mut connections = self.lock();
+                    if connections
+                        .get(&node)
+                        .is_some_and(|cached| cached.stable_id() == connection.stable_id())
+                    {
+                        connections.remove(&node);
+                    }
+                }
+                let connection = self.connection(provider).await?;
+                connection
+                    .open_bi()
+                    .await
+                    .map_err(|err| stream_error(node, err))
+            }
+        }
     }
 
     async fn connection(&self, provider: &EndpointAddr) -> Result<Connection, ClientError> {
@@ -475,6 +496,7 @@ async fn read_body(
     length: u64,
     node: EndpointId,
     piece: PieceId,
+    mut hasher: Option<&mut blake3::Hasher>,
 ) -> Result<Vec<u8>, ClientError> {
     let read_failed = |err: ReadError| match err {
         ReadError::Reset(code) if code == VarInt::from_u32(RESET_CORRUPT) => {
@@ -488,7 +510,12 @@ async fn read_body(
     let mut bytes = Vec::with_capacity(length.min(4 << 20));
     while bytes.len() < length {
         match recv.read_chunk(length - bytes.len()).await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(Some(chunk)) => {
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&chunk);
+                }
+                bytes.extend_from_slice(&chunk);
+            }
             Ok(None) => {
                 return Err(ClientError::Protocol {
                     node,

@@ -21,6 +21,7 @@
 //!   against the bytes sent.
 //! - [`deal::DealAuthority`] / [`deal::StaticDeals`], [`commitment::Commitment`]
 //!   / [`commitment::CommitmentSigner`].
+//! - [`settings::ProviderSettings`]: the operator's config-file form.
 
 pub mod audit;
 pub mod client;
@@ -28,6 +29,7 @@ pub mod commitment;
 pub mod deal;
 pub mod metrics;
 pub mod provider;
+pub mod settings;
 pub mod store;
 pub mod transport;
 pub mod wire;

@@ -948,6 +948,7 @@ impl PieceStore {
     ) -> Result<AuditReply, StoreError> {
         let mut reader = self.open_piece(deal, piece)?;
         let record = *reader.record();
+        // Refuse a bad index before reading and hashing the whole piece.
         if let Some(&index) = leaf_indexes
             .iter()
             .find(|&&index| index >= record.leaf_count)
@@ -962,18 +963,16 @@ impl PieceStore {
         if tree.root() != record.root || tree.leaf_count() != record.leaf_count {
             return Err(self.drop_corrupt(&record, "its proof tree no longer has the indexed root"));
         }
-        let proofs = leaf_indexes
-            .iter()
-            .map(|&index| tree.prove(&bytes, index))
-            .collect::<Result<Vec<_>, _>>()
-            // Invariant: every index was checked against the leaf count above.
-            .map_err(|err| StoreError::LeafOutOfRange {
-                index: match err {
-                    dbytes_ledger::commitment::ProofError::IndexOutOfRange { index, .. } => index,
-                    _ => 0,
-                },
-                leaf_count: record.leaf_count,
-            })?;
+        let mut proofs = Vec::with_capacity(leaf_indexes.len());
+        for &index in leaf_indexes {
+            let proof = tree
+                .prove(&bytes, index)
+                .map_err(|_| StoreError::LeafOutOfRange {
+                    index,
+                    leaf_count: record.leaf_count,
+                })?;
+            proofs.push(proof);
+        }
         Ok(AuditReply {
             root: record.root,
             leaf_count: record.leaf_count,

@@ -571,3 +571,83 @@ async fn malformed_and_oversized_requests_get_error_replies() {
     assert_eq!(provider.store().usage().piece_count, 0);
     provider.shutdown().await.unwrap();
 }
+
+/// A provider restarted on its data directory with its key serves what it
+/// stored before; clients reconnect by themselves. Its scrub finds rot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_survive_a_restart_and_the_scrub_drops_rot() {
+    let dir = TempDir::new("restart");
+    let deals = Arc::new(StaticDeals::new());
+    let consumer = random_secret();
+    deals.insert(terms(1, &consumer, 16 * MIB));
+    let provider_key = random_secret();
+    let mut config = provider_config(dir.path(), 16 * MIB);
+    let provider = dbytes_mesh::provider::ProviderNode::start(
+        &config,
+        &provider_key,
+        deals.clone(),
+        TestSigner,
+    )
+    .await
+    .unwrap();
+    let client = client(&consumer).await;
+    let deal = DealId::from(1);
+    let (good, good_bytes) = piece(300_000, 1);
+    let (rotting, rotting_bytes) = piece(200_000, 2);
+    client
+        .put_piece(&provider.addr(), deal, good, &good_bytes)
+        .await
+        .unwrap();
+    client
+        .put_piece(&provider.addr(), deal, rotting, &rotting_bytes)
+        .await
+        .unwrap();
+    provider.shutdown().await.unwrap();
+
+    // Rot on disk while it is down.
+    let path = dir.path().join("pieces").join(format!(
+        "{}-{}",
+        hex::encode(deal.to_be_bytes()),
+        hex::encode(rotting.0)
+    ));
+    let mut on_disk = std::fs::read(&path).unwrap();
+    on_disk[1000] ^= 0x04;
+    std::fs::write(&path, &on_disk).unwrap();
+
+    config.scrub = dbytes_mesh::provider::ScrubConfig {
+        bytes_per_sec: 64 * MIB,
+        pass_interval: Duration::from_millis(50),
+    };
+    let provider = dbytes_mesh::provider::ProviderNode::start(
+        &config,
+        &provider_key,
+        deals.clone(),
+        TestSigner,
+    )
+    .await
+    .unwrap();
+    assert_eq!(provider.recovery(), &Default::default());
+    let addr = provider.addr();
+    eventually("the scrub drops the rotted piece", || {
+        provider.metrics().rotted_pieces.get() == 1
+    })
+    .await;
+    assert_eq!(
+        client.get_piece(&addr, deal, good).await.unwrap(),
+        good_bytes
+    );
+    assert!(matches!(
+        refusal(client.get_piece(&addr, deal, rotting).await),
+        Refusal::NotFound { .. }
+    ));
+    // The consumer repairs it by uploading it again.
+    client
+        .put_piece(&addr, deal, rotting, &rotting_bytes)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get_piece(&addr, deal, rotting).await.unwrap(),
+        rotting_bytes
+    );
+    provider.shutdown().await.unwrap();
+}
