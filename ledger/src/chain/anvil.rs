@@ -264,6 +264,30 @@ impl Anvil {
     pub async fn mine(&self, blocks: u64) -> Result<(), ChainError> {
         mine(&self.endpoint, blocks).await
     }
+
+    /// Takes a snapshot of the chain (`evm_snapshot`); [`Anvil::revert`]
+    /// returns to it, dropping every block since: a reorg, for tests.
+    pub async fn snapshot(&self) -> Result<String, ChainError> {
+        let id: serde_json::Value =
+            dev_rpc(&self.endpoint, "evm_snapshot", serde_json::json!([])).await?;
+        Ok(id
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| id.to_string()))
+    }
+
+    /// Returns the chain to snapshot `id` (`evm_revert`).
+    pub async fn revert(&self, id: &str) -> Result<(), ChainError> {
+        let reverted: bool = dev_rpc(&self.endpoint, "evm_revert", serde_json::json!([id])).await?;
+        if reverted {
+            Ok(())
+        } else {
+            Err(ChainError::Unexpected {
+                action: "revert to a snapshot".into(),
+                reason: format!("anvil has no snapshot {id}"),
+            })
+        }
+    }
 }
 
 impl Drop for Anvil {
