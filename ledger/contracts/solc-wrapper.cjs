@@ -20,10 +20,22 @@ if (!args.includes("--standard-json")) {
   );
   process.exit(2);
 }
+// The input goes to the compiler through the WebAssembly heap, not through
+// `solc.compile`: solc-js passes its string argument on the WebAssembly stack,
+// which overflows ("RuntimeError: memory access out of bounds") once the
+// standard JSON passes ~1.4 MB (argotorg/solidity#13966, argotorg/solc-js#692).
+// forge-std alone brings ~0.7 MB, so a clean build of the contracts and their
+// tests crosses it. No import callback is passed (a null pointer): forge
+// provides every source inline, and solc reports any missing one as not found.
+const soljson = require("solc/soljson");
 const chunks = [];
 process.stdin.on("data", (chunk) => chunks.push(chunk));
 process.stdin.on("end", () => {
   const input = Buffer.concat(chunks).toString("utf8");
-  const missingImport = (path) => ({ error: "solc-wrapper: import not provided inline by forge: " + path });
-  process.stdout.write(solc.compile(input, { import: missingImport }));
+  const size = soljson.lengthBytesUTF8(input) + 1;
+  const pointer = soljson._solidity_alloc(size);
+  soljson.stringToUTF8(input, pointer, size);
+  const output = soljson.UTF8ToString(soljson._solidity_compile(pointer, 0, 0));
+  soljson._solidity_reset(); // frees the input and output buffers
+  process.stdout.write(output);
 });

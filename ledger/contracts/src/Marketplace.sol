@@ -197,8 +197,8 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
         address indexed provider,
         DealState state,
         uint64 capacityBytes,
-        uint32 start,
-        uint32 end,
+        uint256 start,
+        uint256 end,
         uint96 ratePerPeriod,
         uint128 collateral,
         bytes32 consumerNodeId
@@ -216,8 +216,8 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
     /// taken from collateral, of which `reporterReward` to the reporter.
     event Settled(
         uint256 indexed dealId,
-        uint32 fromPeriod,
-        uint32 toPeriod,
+        uint256 fromPeriod,
+        uint256 toPeriod,
         uint256 paid,
         uint256 heldBack,
         uint256 refunded,
@@ -230,7 +230,7 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
     /// consumer. The commitment a repair inherits is the deal's latest in {StorageProofs}.
     event DealFailed(
         uint256 indexed dealId,
-        uint32 atPeriod,
+        uint256 atPeriod,
         bool abandoned,
         uint256 refund,
         uint256 heldBackForfeited,
@@ -239,13 +239,13 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
     );
     /// @notice The consumer extended the deal to `newEnd`, adding escrow and collateral.
     event DealRenewed(
-        uint256 indexed dealId, uint32 newEnd, uint256 escrowAdded, uint128 collateralAdded
+        uint256 indexed dealId, uint256 newEnd, uint256 escrowAdded, uint256 collateralAdded
     );
     /// @notice The consumer gave notice: the deal ends at `newEnd`; `refund` went to its credit.
-    event DealTerminated(uint256 indexed dealId, uint32 newEnd, uint256 refund);
+    event DealTerminated(uint256 indexed dealId, uint256 newEnd, uint256 refund);
     /// @notice The provider gave notice: the deal ends at `newEnd` and may be handed over up to
     /// `termEnd`; `refund` went to the consumer's credit.
-    event DealExiting(uint256 indexed dealId, uint32 newEnd, uint32 termEnd, uint256 refund);
+    event DealExiting(uint256 indexed dealId, uint256 newEnd, uint256 termEnd, uint256 refund);
     /// @notice The deal's commitment moved to `childId` with `provider`, taking `repairReward`
     /// along (any of the child's escrow paid from credit shows as {CreditSpent}).
     event DealReassigned(
@@ -646,7 +646,7 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
             Math.min(deal.end, Math.max(uint256(deal.settledTo) + 1, currentPeriod() + 2));
         uint256 refund = _shortenTo(dealId, deal, newEnd);
         deal.state = DealState.Terminating;
-        emit DealTerminated(dealId, uint32(newEnd), refund);
+        emit DealTerminated(dealId, newEnd, refund);
     }
 
     /**
@@ -666,7 +666,7 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
         uint256 refund = _shortenTo(dealId, deal, newEnd);
         deal.termEnd = termEnd;
         deal.state = DealState.Exiting;
-        emit DealExiting(dealId, uint32(newEnd), termEnd, refund);
+        emit DealExiting(dealId, newEnd, termEnd, refund);
     }
 
     /**
@@ -892,7 +892,8 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
         dealId = nextDealId++;
         Deal storage deal = _deals[dealId];
         deal.provider = request.provider;
-        deal.ratePerPeriod = uint96(rate);
+        // forge-lint: disable-next-line(unsafe-typecast)
+        deal.ratePerPeriod = uint96(rate); // checked just above
         deal.consumer = request.consumer;
         deal.end = end;
         deal.settledTo = uint32(request.start); // < end
@@ -991,21 +992,16 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
         // Held back per period, so the split never depends on how settlement is chunked.
         uint256 held = tally.paidPeriods * (rate * HOLD_BACK_BPS / BPS);
         uint256 refunded = tally.refundedPeriods * rate + tally.consumerSlash;
-        deal.settledTo = uint32(end);
+        // forge-lint: disable-next-line(unsafe-typecast)
+        deal.settledTo = uint32(end); // end <= deal.end, a uint32
         deal.missedRun = uint8(tally.run);
         deal.missedTotal = uint8(tally.total);
+        // Both are at most the escrow (< 2^96 * 2^32) and the collateral (a uint128).
+        // forge-lint: disable-next-line(unsafe-typecast)
         if (held != 0) deal.heldBack += uint128(held);
+        // forge-lint: disable-next-line(unsafe-typecast)
         if (tally.slashTotal != 0) deal.slashed += uint128(tally.slashTotal);
-        emit Settled(
-            dealId,
-            uint32(from),
-            uint32(end),
-            paid,
-            held,
-            refunded,
-            tally.slashTotal,
-            tally.reporterSlash
-        );
+        emit Settled(dealId, from, end, paid, held, refunded, tally.slashTotal, tally.reporterSlash);
         address provider = deal.provider;
         _credit(provider, dealId, paid - held);
         _credit(deal.consumer, dealId, refunded);
@@ -1113,11 +1109,15 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
         if (deal.termEnd == 0) deal.termEnd = deal.end;
         deal.end = deal.settledTo;
         deal.heldBack = 0;
+        // taken and repairShare are at most the collateral, a uint128.
+        // forge-lint: disable-next-line(unsafe-typecast)
         deal.slashed += uint128(taken);
+        // forge-lint: disable-next-line(unsafe-typecast)
         deal.repairReward += uint128(repairShare);
         deal.state = DealState.Failed;
-        emit DealFailed(dealId, uint32(atPeriod), abandoned, refund, forfeited, taken, repairShare);
+        emit DealFailed(dealId, atPeriod, abandoned, refund, forfeited, taken, repairShare);
         _credit(deal.consumer, dealId, refund + forfeited + (taken - repairShare));
+        // forge-lint: disable-next-line(unsafe-typecast)
         registry.release(deal.provider, deal.capacityBytes, uint128(left - taken), uint128(taken));
     }
 
@@ -1133,7 +1133,8 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
         emit DealClosed(dealId, held, left, reward);
         _credit(deal.provider, dealId, held);
         _credit(deal.consumer, dealId, reward);
-        registry.release(deal.provider, deal.capacityBytes, uint128(left), 0);
+        // forge-lint: disable-next-line(unsafe-typecast)
+        registry.release(deal.provider, deal.capacityBytes, uint128(left), 0); // <= collateral
     }
 
     // ================================================================== internals: misc
@@ -1144,7 +1145,8 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
         returns (uint256 refund)
     {
         refund = uint256(deal.ratePerPeriod) * (deal.end - newEnd);
-        deal.end = uint32(newEnd);
+        // forge-lint: disable-next-line(unsafe-typecast)
+        deal.end = uint32(newEnd); // newEnd <= deal.end
         _credit(deal.consumer, dealId, refund);
     }
 
@@ -1179,11 +1181,13 @@ contract Marketplace is IDealBook, PeriodClock, EIP712, ReentrancyGuardTransient
 
     function _toUint128(uint256 value) private pure returns (uint128) {
         if (value > type(uint128).max) revert AmountTooLarge(value);
+        // forge-lint: disable-next-line(unsafe-typecast)
         return uint128(value);
     }
 
     function _toUint32(uint256 value) private pure returns (uint32) {
         if (value > type(uint32).max) revert AmountTooLarge(value);
+        // forge-lint: disable-next-line(unsafe-typecast)
         return uint32(value);
     }
 }

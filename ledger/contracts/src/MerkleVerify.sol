@@ -30,7 +30,7 @@ library MerkleVerify {
     uint256 internal constant MAX_DEPTH = 48;
 
     /// @notice The largest leaf count the scheme allows.
-    uint256 internal constant MAX_LEAF_COUNT = 1 << MAX_DEPTH;
+    uint256 internal constant MAX_LEAF_COUNT = 2 ** MAX_DEPTH;
 
     /**
      * @notice The depth of a tree over `leafCount` leaves: `ceil(log2(leafCount))`.

@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
@@ -296,7 +297,7 @@ contract ProviderRegistry is EIP712, ReentrancyGuardTransient {
         uint256 received = token.balanceOf(address(this)) - before;
         if (received != amount) revert InvalidAmount(amount, received);
         Pool storage pool = _pools[msg.sender];
-        pool.deposited += uint128(amount); // bounded by the token's supply
+        pool.deposited += SafeCast.toUint128(amount);
         _emitPool(msg.sender, pool);
     }
 
@@ -309,7 +310,8 @@ contract ProviderRegistry is EIP712, ReentrancyGuardTransient {
         Pool storage pool = _pools[msg.sender];
         uint256 unlocked = pool.deposited - pool.locked;
         if (amount > unlocked) revert InsufficientCollateral(msg.sender, amount, unlocked);
-        pool.deposited -= uint128(amount);
+        // forge-lint: disable-next-line(unsafe-typecast)
+        pool.deposited -= uint128(amount); // amount <= unlocked, a uint128
         _emitPool(msg.sender, pool);
         token.safeTransfer(msg.sender, amount);
     }
@@ -348,6 +350,7 @@ contract ProviderRegistry is EIP712, ReentrancyGuardTransient {
             revert QuoteWrongConsumer(quote.consumer, consumer);
         }
         address provider = quote.provider;
+        // forge-lint: disable-next-line(incorrect-shift)
         uint256 bit = 1 << (quote.nonce & 255);
         mapping(uint256 => uint256) storage words = _quoteNonces[provider];
         uint256 word = words[quote.nonce >> 8];

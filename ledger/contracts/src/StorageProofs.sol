@@ -128,7 +128,7 @@ contract StorageProofs is PeriodClock, EIP712 {
 
     /// @notice A co-signed commitment takes effect from `fromPeriod` on.
     event DealCommitted(
-        uint256 indexed dealId, bytes32 root, uint64 leafCount, uint32 version, uint32 fromPeriod
+        uint256 indexed dealId, bytes32 root, uint64 leafCount, uint32 version, uint256 fromPeriod
     );
     /// @notice `period`'s seed will come from the hash of block `anchorBlock`.
     event SeedAnchored(uint256 indexed period, uint256 anchorBlock);
@@ -255,10 +255,14 @@ contract StorageProofs is PeriodClock, EIP712 {
         if (leafCount == 0) revert NoCommitment(parentId, fromPeriod);
         Buffers storage child = _commitments[childId];
         child.root0 = root;
+        // Copied from a stored commitment (<= 2^48 leaves); the child starts before its
+        // parent's term end, a uint32.
+        // forge-lint: disable-next-line(unsafe-typecast)
         child.leafCount0 = uint56(leafCount);
         child.version0 = version;
+        // forge-lint: disable-next-line(unsafe-typecast)
         child.committedFrom = uint32(fromPeriod);
-        emit DealCommitted(childId, root, leafCount, version, uint32(fromPeriod));
+        emit DealCommitted(childId, root, leafCount, version, fromPeriod);
     }
 
     // ================================================================== seeds
@@ -323,6 +327,7 @@ contract StorageProofs is PeriodClock, EIP712 {
         bytes32 seed = fixSeed(period);
         uint256[] memory dealIds = new uint256[](proofs.length);
         uint256 wordIndex = period >> 8;
+        // forge-lint: disable-next-line(incorrect-shift)
         uint256 bit = 1 << (period & 255);
         for (uint256 i; i < proofs.length; ++i) {
             DealProof calldata proof = proofs[i];
@@ -495,7 +500,8 @@ contract StorageProofs is PeriodClock, EIP712 {
         if (w.promote) {
             // The pending commitment takes over; its old buffer is free for the new one.
             current = 1 - current;
-            b.current = uint8(current);
+            // forge-lint: disable-next-line(unsafe-typecast)
+            b.current = uint8(current); // 0 or 1
         }
         (uint64 currentLeafCount,) = _meta(b, current);
         if (b.nextFrom == 0 && (currentLeafCount == 0 || b.committedFrom > w.current)) {
@@ -506,7 +512,7 @@ contract StorageProofs is PeriodClock, EIP712 {
             _store(b, 1 - current, root, leafCount, version);
             b.nextFrom = uint32(w.from);
         }
-        emit DealCommitted(dealId, root, leafCount, version, uint32(w.from));
+        emit DealCommitted(dealId, root, leafCount, version, w.from);
     }
 
     function _entry(Buffers storage b, uint256 index)
@@ -538,10 +544,12 @@ contract StorageProofs is PeriodClock, EIP712 {
     ) private {
         if (index == 0) {
             b.root0 = root;
+            // forge-lint: disable-next-line(unsafe-typecast)
             b.leafCount0 = uint56(leafCount);
             b.version0 = version;
         } else {
             b.root1 = root;
+            // forge-lint: disable-next-line(unsafe-typecast)
             b.leafCount1 = uint56(leafCount);
             b.version1 = version;
         }

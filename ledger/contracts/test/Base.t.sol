@@ -2,7 +2,9 @@
 pragma solidity 0.8.28;
 
 import {Test} from "forge-std/Test.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
+import {Faucet} from "../src/Faucet.sol";
 import {Marketplace} from "../src/Marketplace.sol";
 import {ProviderRegistry} from "../src/ProviderRegistry.sol";
 import {IDealBook, StorageProofs} from "../src/StorageProofs.sol";
@@ -86,8 +88,87 @@ library TestTree {
     }
 }
 
+/**
+ * @notice Deploys the contracts from their compiled artifacts (`vm.getCode`) rather than with
+ * `new`: tests then run the very bytecode that ships, and no test contract embeds (and makes
+ * solc re-optimize) the creation code of four contracts, which kept the whole build within
+ * solcjs's 2 GiB WebAssembly heap. A constructor's revert reason is passed through.
+ */
+abstract contract Deploys is Test {
+    function create(string memory artifact, bytes memory args) internal returns (address deployed) {
+        bytes memory code = bytes.concat(vm.getCode(artifact), args);
+        assembly ("memory-safe") {
+            deployed := create(0, add(code, 0x20), mload(code))
+            if iszero(deployed) {
+                returndatacopy(0, 0, returndatasize())
+                revert(0, returndatasize())
+            }
+        }
+    }
+
+    function deployToken(
+        string memory name,
+        string memory symbol,
+        address admin,
+        address holder,
+        uint256 supply
+    ) internal returns (StorageToken) {
+        return StorageToken(
+            create("StorageToken.sol:StorageToken", abi.encode(name, symbol, admin, holder, supply))
+        );
+    }
+
+    function deployFaucet(StorageToken token_, uint256 drip, uint256 cap)
+        internal
+        returns (Faucet)
+    {
+        return Faucet(create("Faucet.sol:Faucet", abi.encode(token_, drip, cap)));
+    }
+
+    function deployRegistry(IERC20 token_, address marketplace)
+        internal
+        returns (ProviderRegistry)
+    {
+        return ProviderRegistry(
+            create("ProviderRegistry.sol:ProviderRegistry", abi.encode(token_, marketplace))
+        );
+    }
+
+    function deployProofs(
+        IDealBook book,
+        ProviderRegistry registry_,
+        uint256 periodSecs,
+        uint256 genesis,
+        uint256 graceSecs,
+        uint256 k,
+        uint256 lookahead
+    ) internal returns (StorageProofs) {
+        return StorageProofs(
+            create(
+                "StorageProofs.sol:StorageProofs",
+                abi.encode(book, registry_, periodSecs, genesis, graceSecs, k, lookahead)
+            )
+        );
+    }
+
+    function deployMarketplace(
+        IERC20 token_,
+        ProviderRegistry registry_,
+        StorageProofs proofs_,
+        uint256 fillPeriods,
+        uint256 exitNoticePeriods
+    ) internal returns (Marketplace) {
+        return Marketplace(
+            create(
+                "Marketplace.sol:Marketplace",
+                abi.encode(token_, registry_, proofs_, fillPeriods, exitNoticePeriods)
+            )
+        );
+    }
+}
+
 /// @notice Deploys the market and gives tests actors, listings, deals, signatures and proofs.
-abstract contract MarketTest is Test {
+abstract contract MarketTest is Deploys {
     uint256 internal constant PERIOD = 1 hours;
     uint256 internal constant GRACE = 10 minutes;
     uint256 internal constant K = 4;
@@ -128,11 +209,11 @@ abstract contract MarketTest is Test {
     }
 
     function deployMarket(uint256 k) internal {
-        token = new StorageToken("dBytes Storage", "DBS", address(this), address(this), 1e30);
+        token = deployToken("dBytes Storage", "DBS", address(this), address(this), 1e30);
         address predicted = vm.computeCreateAddress(address(this), vm.getNonce(address(this)) + 2);
-        registry = new ProviderRegistry(token, predicted);
-        proofs = new StorageProofs(IDealBook(predicted), registry, PERIOD, 0, GRACE, k, LOOKAHEAD);
-        market = new Marketplace(token, registry, proofs, FILL, EXIT_NOTICE);
+        registry = deployRegistry(token, predicted);
+        proofs = deployProofs(IDealBook(predicted), registry, PERIOD, 0, GRACE, k, LOOKAHEAD);
+        market = deployMarketplace(token, registry, proofs, FILL, EXIT_NOTICE);
         assertEq(address(market), predicted);
         challenges = k;
     }

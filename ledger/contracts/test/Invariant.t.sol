@@ -494,23 +494,24 @@ contract MarketHandler is Test {
             ++events[topic];
             uint256 id = log.topics.length > 1 ? uint256(log.topics[1]) : 0;
             if (topic == Marketplace.DealCreated.selector) {
-                (,, uint32 start, uint32 end, uint96 rate,,) =
-                    abi.decode(log.data, (uint8, uint64, uint32, uint32, uint96, uint128, bytes32));
+                (,, uint256 start, uint256 end, uint96 rate,,) = abi.decode(
+                    log.data, (uint8, uint64, uint256, uint256, uint96, uint128, bytes32)
+                );
                 deposited[id] += uint256(rate) * (end - start);
                 nextToSettle[id] = start;
             } else if (topic == Marketplace.DealRenewed.selector) {
-                (, uint256 escrowAdded,) = abi.decode(log.data, (uint32, uint256, uint128));
+                (, uint256 escrowAdded,) = abi.decode(log.data, (uint256, uint256, uint256));
                 deposited[id] += escrowAdded;
             } else if (topic == Marketplace.Settled.selector) {
                 (
-                    uint32 from,
-                    uint32 to,
+                    uint256 from,
+                    uint256 to,
                     uint256 paid,,
                     uint256 refunded,
                     uint256 slashed,
                     uint256 reward
                 ) = abi.decode(
-                    log.data, (uint32, uint32, uint256, uint256, uint256, uint256, uint256)
+                    log.data, (uint256, uint256, uint256, uint256, uint256, uint256, uint256)
                 );
                 escrowOut[id] += paid + refunded - (slashed - reward);
                 if (from != nextToSettle[id] || to <= from) {
@@ -528,12 +529,12 @@ contract MarketHandler is Test {
                     || topic == Marketplace.DealExiting.selector
             ) {
                 (, uint256 refund) = topic == Marketplace.DealTerminated.selector
-                    ? abi.decode(log.data, (uint32, uint256))
+                    ? abi.decode(log.data, (uint256, uint256))
                     : _exitRefund(log.data);
                 escrowOut[id] += refund;
             } else if (topic == Marketplace.DealFailed.selector) {
                 (,, uint256 refund,,,) =
-                    abi.decode(log.data, (uint32, bool, uint256, uint256, uint256, uint256));
+                    abi.decode(log.data, (uint256, bool, uint256, uint256, uint256, uint256));
                 escrowOut[id] += refund;
                 if (market.getDeal(id).provider == honest) {
                     _flag("the honest provider's deal failed");
@@ -558,8 +559,8 @@ contract MarketHandler is Test {
         }
     }
 
-    function _exitRefund(bytes memory data) internal pure returns (uint32, uint256 refund) {
-        (,, refund) = abi.decode(data, (uint32, uint32, uint256));
+    function _exitRefund(bytes memory data) internal pure returns (uint256 newEnd, uint256 refund) {
+        (newEnd,, refund) = abi.decode(data, (uint256, uint256, uint256));
     }
 }
 

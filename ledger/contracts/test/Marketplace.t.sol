@@ -44,24 +44,24 @@ contract MarketplaceTest is MarketTest {
 
     function test_constructorChecksConfigAndWiring() public {
         vm.expectRevert(abi.encodeWithSelector(Marketplace.InvalidConfig.selector, 0, 0));
-        new Marketplace(token, registry, proofs, 0, 0);
+        deployMarketplace(token, registry, proofs, 0, 0);
         vm.expectRevert(abi.encodeWithSelector(Marketplace.InvalidConfig.selector, 65_536, 1));
-        new Marketplace(token, registry, proofs, 65_536, 1);
+        deployMarketplace(token, registry, proofs, 65_536, 1);
         // The registry and proofs are bound to the deployed marketplace, not to a new one.
         vm.expectRevert(Marketplace.InvalidWiring.selector);
-        new Marketplace(token, registry, proofs, 1, 1);
+        deployMarketplace(token, registry, proofs, 1, 1);
 
         address next = vm.computeCreateAddress(address(this), vm.getNonce(address(this)) + 2);
-        ProviderRegistry r = new ProviderRegistry(token, next);
-        StorageProofs p = new StorageProofs(IDealBook(next), registry, PERIOD, 0, GRACE, 1, 1);
+        ProviderRegistry r = deployRegistry(token, next);
+        StorageProofs p = deployProofs(IDealBook(next), registry, PERIOD, 0, GRACE, 1, 1);
         vm.expectRevert(Marketplace.InvalidWiring.selector); // proofs name another registry
-        new Marketplace(token, r, p, 1, 1);
+        deployMarketplace(token, r, p, 1, 1);
 
         next = vm.computeCreateAddress(address(this), vm.getNonce(address(this)) + 2);
-        r = new ProviderRegistry(IERC20(address(1)), next);
-        p = new StorageProofs(IDealBook(next), r, PERIOD, 0, GRACE, 1, 1);
+        r = deployRegistry(IERC20(address(1)), next);
+        p = deployProofs(IDealBook(next), r, PERIOD, 0, GRACE, 1, 1);
         vm.expectRevert(Marketplace.InvalidWiring.selector); // registry holds another token
-        new Marketplace(token, r, p, 1, 1);
+        deployMarketplace(token, r, p, 1, 1);
     }
 
     function test_deploymentState() public view {
@@ -386,9 +386,9 @@ contract MarketplaceTest is MarketTest {
     function test_escrowArrivalIsChecked() public {
         TaxToken tax = new TaxToken();
         address next = vm.computeCreateAddress(address(this), vm.getNonce(address(this)) + 2);
-        ProviderRegistry r = new ProviderRegistry(IERC20(address(tax)), next);
-        StorageProofs p = new StorageProofs(IDealBook(next), r, PERIOD, 0, GRACE, 1, 1);
-        Marketplace m = new Marketplace(IERC20(address(tax)), r, p, FILL, EXIT_NOTICE);
+        ProviderRegistry r = deployRegistry(IERC20(address(tax)), next);
+        StorageProofs p = deployProofs(IDealBook(next), r, PERIOD, 0, GRACE, 1, 1);
+        Marketplace m = deployMarketplace(IERC20(address(tax)), r, p, FILL, EXIT_NOTICE);
         tax.tax(address(m));
         tax.transfer(provider, 1e24);
         tax.transfer(consumer, 1e24);

@@ -279,7 +279,7 @@ contract ProviderRegistryTest is MarketTest {
 
     function test_feeOnTransferDepositReverts() public {
         FeeToken fee = new FeeToken();
-        ProviderRegistry other = new ProviderRegistry(IERC20(address(fee)), address(market));
+        ProviderRegistry other = deployRegistry(IERC20(address(fee)), address(market));
         fee.approve(address(other), 1000);
         vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.InvalidAmount.selector, 1000, 990));
         other.depositCollateral(1000);

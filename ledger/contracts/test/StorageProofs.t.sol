@@ -23,24 +23,24 @@ contract StorageProofsTest is MarketTest {
     function test_constructorRejectsBadConfig() public {
         IDealBook book = IDealBook(address(market));
         vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidProofConfig.selector, 0, 1));
-        new StorageProofs(book, registry, PERIOD, 0, GRACE, 0, 1);
+        deployProofs(book, registry, PERIOD, 0, GRACE, 0, 1);
         vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidProofConfig.selector, 17, 1));
-        new StorageProofs(book, registry, PERIOD, 0, GRACE, 17, 1);
+        deployProofs(book, registry, PERIOD, 0, GRACE, 17, 1);
         vm.expectRevert(abi.encodeWithSelector(StorageProofs.InvalidProofConfig.selector, 1, 0));
-        new StorageProofs(book, registry, PERIOD, 0, GRACE, 1, 0);
+        deployProofs(book, registry, PERIOD, 0, GRACE, 1, 0);
         vm.expectRevert(
             abi.encodeWithSelector(PeriodClock.InvalidClock.selector, 0, block.timestamp, 0)
         );
-        new StorageProofs(book, registry, 0, 0, 0, 1, 1);
+        deployProofs(book, registry, 0, 0, 0, 1, 1);
         vm.expectRevert(
             abi.encodeWithSelector(PeriodClock.InvalidClock.selector, 60, block.timestamp, 60)
         );
-        new StorageProofs(book, registry, 60, 0, 60, 1, 1);
+        deployProofs(book, registry, 60, 0, 60, 1, 1);
         vm.expectRevert(
             abi.encodeWithSelector(PeriodClock.InvalidClock.selector, 60, block.timestamp + 1, 0)
         );
-        new StorageProofs(book, registry, 60, block.timestamp + 1, 0, 1, 1);
-        StorageProofs past = new StorageProofs(book, registry, 60, block.timestamp - 600, 5, 16, 1);
+        deployProofs(book, registry, 60, block.timestamp + 1, 0, 1, 1);
+        StorageProofs past = deployProofs(book, registry, 60, block.timestamp - 600, 5, 16, 1);
         assertEq(past.currentPeriod(), 10);
     }
 

@@ -1,21 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
-import {Test} from "forge-std/Test.sol";
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 
 import {Faucet} from "../src/Faucet.sol";
 import {StorageToken} from "../src/StorageToken.sol";
+import {Deploys} from "./Base.t.sol";
 
-contract StorageTokenTest is Test {
+contract StorageTokenTest is Deploys {
     StorageToken internal token;
     Faucet internal faucet;
     address internal admin = makeAddr("admin");
     address internal alice = makeAddr("alice");
 
     function setUp() public {
-        token = new StorageToken("dBytes Storage", "DBS", admin, admin, 1000e18);
-        faucet = new Faucet(token, 100e18, 250e18);
+        token = deployToken("dBytes Storage", "DBS", admin, admin, 1000e18);
+        faucet = deployFaucet(token, 100e18, 250e18);
         bytes32 minterRole = token.MINTER_ROLE();
         vm.prank(admin);
         token.grantRole(minterRole, address(faucet));
@@ -31,7 +31,7 @@ contract StorageTokenTest is Test {
     }
 
     function test_zeroInitialSupply() public {
-        StorageToken empty = new StorageToken("x", "x", admin, address(0), 0);
+        StorageToken empty = deployToken("x", "x", admin, address(0), 0);
         assertEq(empty.totalSupply(), 0);
     }
 
@@ -91,7 +91,7 @@ contract StorageTokenTest is Test {
     }
 
     function test_dripNeedsMinterRole() public {
-        Faucet other = new Faucet(token, 1, 1);
+        Faucet other = deployFaucet(token, 1, 1);
         bytes32 minterRole = token.MINTER_ROLE();
         vm.expectRevert(
             abi.encodeWithSelector(
@@ -103,8 +103,8 @@ contract StorageTokenTest is Test {
 
     function test_faucetRejectsBadConfig() public {
         vm.expectRevert(abi.encodeWithSelector(Faucet.FaucetInvalidConfig.selector, 0, 10));
-        new Faucet(token, 0, 10);
+        deployFaucet(token, 0, 10);
         vm.expectRevert(abi.encodeWithSelector(Faucet.FaucetInvalidConfig.selector, 10, 9));
-        new Faucet(token, 10, 9);
+        deployFaucet(token, 10, 9);
     }
 }
