@@ -278,7 +278,12 @@ impl Gateway {
                     continue;
                 }
             };
-            let connection = connections.serve_connection(TokioIo::new(socket), service.clone());
+            let service = service.clone();
+            let handler = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let service = service.clone();
+                async move { close_after_refused_body(&service, request).await }
+            });
+            let connection = connections.serve_connection(TokioIo::new(socket), handler);
             let connection = graceful.watch(connection.into_owned());
             tokio::spawn(async move {
                 if let Err(err) = connection.await {
@@ -295,6 +300,29 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// Serves one request; an error answered before the request's body was
+/// read closes the connection. Otherwise body bytes still in flight (a
+/// client sends headers, then the body) would be parsed as the next request
+/// on a kept-alive connection.
+async fn close_after_refused_body(
+    service: &S3Service,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<s3s::HttpResponse, s3s::HttpError> {
+    let headers = request.headers();
+    let has_body = headers.contains_key(hyper::header::TRANSFER_ENCODING)
+        || headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
+    let mut response = hyper::service::Service::call(service, request).await?;
+    if has_body && !response.status().is_success() {
+        response.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(response)
 }
 
 /// The user a request acts as (set by [`BookAccess`]).
