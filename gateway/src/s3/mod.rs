@@ -279,10 +279,12 @@ impl Gateway {
                 }
             };
             let service = service.clone();
-            let handler = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let service = service.clone();
-                async move { close_after_refused_body(&service, request).await }
-            });
+            let handler = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let service = service.clone();
+                    async move { close_after_refused_body(&service, request).await }
+                },
+            );
             let connection = connections.serve_connection(TokioIo::new(socket), handler);
             let connection = graceful.watch(connection.into_owned());
             tokio::spawn(async move {
