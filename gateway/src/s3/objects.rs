@@ -122,9 +122,20 @@ fn etag_matches(condition: &ETagCondition, version: &ObjectVersion) -> bool {
     }
 }
 
-/// The headers a 304 or 405 carries.
-fn object_headers(version: &ObjectVersion, bucket: &Bucket) -> HeaderMap {
+/// Headers for an error response. They replace all of s3s's, so they
+/// carry the XML body's content type too.
+fn error_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    headers
+}
+
+/// The headers a 304, 404 or 405 about an object version carries.
+fn object_headers(version: &ObjectVersion, bucket: &Bucket) -> HeaderMap {
+    let mut headers = error_headers();
     if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", version.etag))
         && !version.delete_marker
     {
@@ -410,7 +421,7 @@ fn requested_range(
             Ok(range) => range,
             Err(_) => {
                 let mut err = s3_error!(InvalidRange, "The requested range is not satisfiable");
-                let mut headers = HeaderMap::new();
+                let mut headers = error_headers();
                 if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(hyper::header::CONTENT_RANGE, value);
                 }

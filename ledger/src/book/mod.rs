@@ -7,7 +7,7 @@
 //! transaction, so an object version becomes visible whole or not at all,
 //! and what it replaces is queued for freeing in the same commit.
 //!
-//! Rows are ordered as S3 lists them ([`row_key`]): listing is a range scan
+//! Rows are ordered as S3 lists them (see `row_key`): listing is a range scan
 //! over `(bucket, key, version)` keys, never a full scan.
 //!
 //! Main types: [`Book`], [`Bucket`], [`ObjectVersion`], [`Manifest`],
