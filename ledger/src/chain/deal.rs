@@ -11,7 +11,7 @@ use super::eip712::{self, Quote, SignedQuote, SignedRenewal};
 use super::error::ChainError;
 use super::listing::MIN_COLLATERAL_BPS;
 use super::types::{
-    AcceptPolicy, AsU64, Deal, DealId, DealState, Listing, ListingStatus, ListingTerms,
+    AcceptPolicy, Deal, DealId, DealState, Listing, ListingStatus, ListingTerms, ToU64,
 };
 use super::units::{GIB, format_bytes, format_tokens};
 
@@ -647,9 +647,7 @@ impl ChainClient {
             valid_until: self.now().await? + valid_secs,
             nonce: Self::fresh_quote_nonce(),
         };
-        let signer = self
-            .signer()
-            .ok_or_else(|| ChainError::NoWallet { action })?;
+        let signer = self.signer().ok_or(ChainError::NoWallet { action })?;
         eip712::sign_quote(signer, &self.deployment, quote)
     }
 
@@ -665,8 +663,8 @@ impl ChainClient {
         let failed = event::<M::DealFailed>(receipt, market, action).is_ok();
         let closed = event::<M::DealClosed>(receipt, market, action).is_ok();
         Ok(Settlement {
-            from_period: settled.fromPeriod.as_u64(),
-            to_period: settled.toPeriod.as_u64(),
+            from_period: settled.fromPeriod.to_u64(),
+            to_period: settled.toPeriod.to_u64(),
             paid: settled.paid,
             held_back: settled.heldBack,
             refunded: settled.refunded,
@@ -921,7 +919,7 @@ impl ChainClient {
             .await?;
         let terminated: M::DealTerminated =
             event(&receipt, self.deployment.contracts.marketplace, &action)?;
-        Ok(terminated.newEnd.as_u64())
+        Ok(terminated.newEnd.to_u64())
     }
 
     /// Gives notice on deal `id` as its provider (graceful exit). Returns the new end period.
@@ -950,7 +948,7 @@ impl ChainClient {
             .await?;
         let exiting: M::DealExiting =
             event(&receipt, self.deployment.contracts.marketplace, &action)?;
-        Ok(exiting.newEnd.as_u64())
+        Ok(exiting.newEnd.to_u64())
     }
 
     /// Stops serving deal `id` at once as its provider (abrupt exit).

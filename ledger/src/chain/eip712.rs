@@ -119,6 +119,50 @@ pub struct SignedQuote {
     pub signature: Bytes,
 }
 
+impl SignedQuote {
+    /// Reads a signed quote from a JSON file (as a provider hands it over).
+    pub fn load(path: &std::path::Path) -> Result<SignedQuote, ChainError> {
+        read_json(path, "a signed quote")
+    }
+
+    /// Writes the signed quote as JSON.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), ChainError> {
+        write_json(path, self)
+    }
+}
+
+impl SignedRenewal {
+    /// Reads a signed renewal from a JSON file.
+    pub fn load(path: &std::path::Path) -> Result<SignedRenewal, ChainError> {
+        read_json(path, "a signed renewal")
+    }
+
+    /// Writes the signed renewal as JSON.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), ChainError> {
+        write_json(path, self)
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<T, ChainError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ChainError::Refused(format!("cannot read {}: {err}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|err| ChainError::Refused(format!("{} is not {what} ({err})", path.display())))
+}
+
+fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> Result<(), ChainError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|err| ChainError::Unexpected {
+        action: "encode JSON".into(),
+        reason: err.to_string(),
+    })?;
+    text.push('\n');
+    std::fs::write(path, text)
+        .map_err(|err| ChainError::Refused(format!("cannot write {}: {err}", path.display())))
+}
+
 /// A provider's consent to extend a deal from `end` to `new_end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -22,7 +22,7 @@ use super::bindings::market::Marketplace as M;
 use super::client::ChainClient;
 use super::error::ChainError;
 use super::types::{
-    AsU64, CommitmentState, Deal, DealId, DealState, ListingStatus, PeriodClock, Region,
+    CommitmentState, Deal, DealId, DealState, ListingStatus, PeriodClock, Region, ToU64,
 };
 
 /// A deal as a provider needs it to serve requests.
@@ -107,12 +107,13 @@ impl ChainClient {
             if deal.state == DealState::Closed {
                 continue;
             }
-            if !listings.contains_key(&deal.provider) {
-                listings.insert(deal.provider, self.listing(deal.provider).await?);
+            if let std::collections::hash_map::Entry::Vacant(entry) = listings.entry(deal.provider)
+            {
+                entry.insert(self.listing(deal.provider).await?);
             }
             let listing = listings.get(&deal.provider).cloned().flatten();
             deals.push(ConsumerDeal {
-                start: created.start.as_u64(),
+                start: created.start.to_u64(),
                 provider_node_id: listing.as_ref().map_or(B256::ZERO, |l| l.terms.node_id),
                 address_hints: listing
                     .as_ref()

@@ -18,6 +18,7 @@
 //! [`lookup::DealCache`] (deal terms for a provider's authorisation),
 //! [`anvil::Anvil`] (a local chain from the pinned binary).
 
+pub mod account;
 pub mod anvil;
 pub mod bindings;
 mod client;

@@ -14,7 +14,7 @@ use super::bindings::proofs::StorageProofs as P;
 use super::client::{ChainClient, event};
 use super::eip712;
 use super::error::ChainError;
-use super::types::{AsU64, Commitment, CommitmentState, DealId, DealState};
+use super::types::{Commitment, CommitmentState, DealId, DealState, ToU64};
 use crate::commitment::{self, DealTree, LEAF_SIZE, MAX_DEPTH, MerkleProof, PieceTree};
 
 /// The leaf indexes deal `deal` must prove in the period whose seed is
@@ -274,7 +274,7 @@ impl ChainClient {
             .await?;
         let committed: P::DealCommitted =
             event(&receipt, self.deployment.contracts.proofs, &action)?;
-        Ok(committed.fromPeriod.as_u64())
+        Ok(committed.fromPeriod.to_u64())
     }
 
     /// `period`'s seed: fixed, or readable from its anchor block; `None` if neither yet.

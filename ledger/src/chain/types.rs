@@ -401,6 +401,30 @@ impl PeriodClock {
     }
 }
 
+/// Period numbers and counts from events and views, whatever integer width
+/// the contract gives them, as `u64` (saturating: periods never get near it).
+pub(crate) trait ToU64 {
+    fn to_u64(self) -> u64;
+}
+
+impl ToU64 for u32 {
+    fn to_u64(self) -> u64 {
+        self.into()
+    }
+}
+
+impl ToU64 for u64 {
+    fn to_u64(self) -> u64 {
+        self
+    }
+}
+
+impl ToU64 for U256 {
+    fn to_u64(self) -> u64 {
+        self.saturating_to()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,29 +474,5 @@ mod tests {
         assert_eq!(state.at(5), Some(c1));
         assert_eq!(state.at(7), Some(c2));
         assert_eq!(state.latest(), Some(c2));
-    }
-}
-
-/// Period numbers and counts from events and views, whatever integer width
-/// the contract gives them, as `u64` (saturating: periods never get near it).
-pub(crate) trait AsU64 {
-    fn as_u64(self) -> u64;
-}
-
-impl AsU64 for u32 {
-    fn as_u64(self) -> u64 {
-        self.into()
-    }
-}
-
-impl AsU64 for u64 {
-    fn as_u64(self) -> u64 {
-        self
-    }
-}
-
-impl AsU64 for U256 {
-    fn as_u64(self) -> u64 {
-        self.saturating_to()
     }
 }

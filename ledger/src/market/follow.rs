@@ -154,7 +154,7 @@ impl Follower {
         let deploy_block = rpc
             .block(BlockNumberOrTag::Number(deployment.deploy_block))
             .await?;
-        if !deploy_block.is_some_and(|(_, h, _)| h == deployment.deploy_block_hash) {
+        if deploy_block.is_none_or(|(_, h, _)| h != deployment.deploy_block_hash) {
             return Err(MarketError::DeploymentGone {
                 block: deployment.deploy_block,
             });

@@ -22,7 +22,7 @@ use crate::chain::bindings::market::Marketplace::MarketplaceEvents as ME;
 use crate::chain::bindings::proofs::StorageProofs::StorageProofsEvents as PE;
 use crate::chain::bindings::registry::ProviderRegistry::ProviderRegistryEvents as RE;
 use crate::chain::listing::from_binding;
-use crate::chain::types::{AsU64, Commitment, DealState, ListingStatus, ListingTerms, Pool};
+use crate::chain::types::{Commitment, DealState, ListingStatus, ListingTerms, Pool, ToU64};
 
 /// Key-value tables; values are JSON records.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("market_meta");
@@ -232,11 +232,10 @@ impl Journal<'_> {
     ) -> Result<(), MarketError> {
         let old = {
             let mut t = self.txn.open_table(table.definition())?;
-            let old = match value {
+            match value {
                 Some(value) => t.insert(key, value)?.map(|g| g.value().to_vec()),
                 None => t.remove(key)?.map(|g| g.value().to_vec()),
-            };
-            old
+            }
         };
         let undo = Undo {
             table,
@@ -596,9 +595,9 @@ fn apply_market(journal: &mut Journal<'_>, event: ME) -> Result<(), MarketError>
                 provider: e.provider,
                 state: DealState::from_u8(e.state).unwrap_or(DealState::Proposed),
                 capacity_bytes: e.capacityBytes,
-                start: e.start.as_u64(),
-                end: e.end.as_u64(),
-                settled_to: e.start.as_u64(),
+                start: e.start.to_u64(),
+                end: e.end.to_u64(),
+                settled_to: e.start.to_u64(),
                 rate_per_period: U256::from(e.ratePerPeriod),
                 collateral: U256::from(e.collateral),
                 consumer_node_id: e.consumerNodeId,
@@ -633,7 +632,7 @@ fn apply_market(journal: &mut Journal<'_>, event: ME) -> Result<(), MarketError>
         }
         ME::Settled(e) => {
             let deal = journal.update_deal(deal_id(e.dealId), |d| {
-                d.settled_to = e.toPeriod.as_u64();
+                d.settled_to = e.toPeriod.to_u64();
                 d.paid += e.paid;
                 d.refunded += e.refunded;
             })?;
@@ -657,20 +656,20 @@ fn apply_market(journal: &mut Journal<'_>, event: ME) -> Result<(), MarketError>
         }
         ME::DealRenewed(e) => journal
             .update_deal(deal_id(e.dealId), |d| {
-                d.end = e.newEnd.as_u64();
+                d.end = e.newEnd.to_u64();
                 d.collateral += U256::from(e.collateralAdded);
             })
             .map(drop),
         ME::DealTerminated(e) => journal
             .update_deal(deal_id(e.dealId), |d| {
-                d.end = e.newEnd.as_u64();
+                d.end = e.newEnd.to_u64();
                 d.state = DealState::Terminating;
                 d.refunded += e.refund;
             })
             .map(drop),
         ME::DealExiting(e) => journal
             .update_deal(deal_id(e.dealId), |d| {
-                d.end = e.newEnd.as_u64();
+                d.end = e.newEnd.to_u64();
                 d.state = DealState::Exiting;
                 d.refunded += e.refund;
             })
@@ -716,7 +715,7 @@ fn apply_proofs(journal: &mut Journal<'_>, event: PE) -> Result<(), MarketError>
                         leaf_count: e.leafCount,
                         version: e.version,
                     },
-                    e.fromPeriod.as_u64(),
+                    e.fromPeriod.to_u64(),
                 ));
             })
             .map(drop),

@@ -27,6 +27,29 @@ pub use reputation::{FORGETTING_FACTOR, Reputation};
 pub use search::ListingQuery;
 
 use crate::chain::ChainError;
+use crate::chain::{ChainClient, deploy::LOCAL_CHAIN_IDS};
+
+/// Opens the index at `path` for `client`'s deployment and brings it up to
+/// the chain's head (what `dbytes market search` and `show` do first).
+/// Local chains are read to the head; others stay 5 blocks behind it.
+pub async fn open_synced(
+    client: &ChainClient,
+    path: &std::path::Path,
+) -> Result<std::sync::Arc<MarketIndex>, MarketError> {
+    let index = std::sync::Arc::new(MarketIndex::open(path, client.deployment())?);
+    let config = FollowConfig {
+        confirmations: if LOCAL_CHAIN_IDS.contains(&client.deployment().chain_id) {
+            0
+        } else {
+            5
+        },
+        ..FollowConfig::default()
+    };
+    Follower::new(client.clone(), index.clone(), config)
+        .sync()
+        .await?;
+    Ok(index)
+}
 
 /// The conventional file name of the market index.
 pub const DEFAULT_INDEX_FILE: &str = "dbytes-market.redb";

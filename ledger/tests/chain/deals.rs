@@ -105,7 +105,10 @@ async fn a_deal_is_committed_proven_settled_and_paid() {
     })
     .unwrap();
     assert_eq!(
-        provider.submit_proofs(1, &[proof.clone()]).await.unwrap(),
+        provider
+            .submit_proofs(1, std::slice::from_ref(&proof))
+            .await
+            .unwrap(),
         1
     );
     assert!(provider.is_proven(id, 1).await.unwrap());

@@ -130,10 +130,7 @@ async fn the_index_finds_listings_keeps_records_and_survives_restarts_reorgs_and
     assert_eq!(record.live_deals, 1);
     let deals = index.deals_of_provider(addr(&cheap)).unwrap();
     assert_eq!(deals.len(), 1);
-    assert_eq!(
-        deals[0].commitment.map(|(c, from)| (c, from)),
-        Some((commitment, 1))
-    );
+    assert_eq!(deals[0].commitment, Some((commitment, 1)));
     assert_eq!(deals[0].proven_periods, 1);
     let page = report::provider(&record, &deals);
     assert!(page.contains("1 proven, 0 missed"), "{page}");
