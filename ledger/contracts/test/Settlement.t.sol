@@ -239,6 +239,33 @@ contract SettlementTest is MarketTest {
         market.reportMissed(id, start + 1); // already settled
     }
 
+    function test_stateGuards() public {
+        (uint256 id, uint256 start) = committed(2);
+        vm.prank(consumer);
+        market.terminate(id);
+        vm.expectRevert(
+            abi.encodeWithSelector(Marketplace.InvalidDealState.selector, id, Marketplace.DealState.Terminating)
+        );
+        vm.prank(consumer);
+        market.renew(id, 1, 0, "");
+        closeThrough(start + 1);
+        market.settle(id, 10);
+        assertEq(uint8(deal(id).state), uint8(Marketplace.DealState.Closed));
+        bytes memory closed =
+            abi.encodeWithSelector(Marketplace.InvalidDealState.selector, id, Marketplace.DealState.Closed);
+        vm.expectRevert(closed);
+        vm.prank(provider);
+        market.abandon(id);
+        vm.expectRevert(closed);
+        market.reportMissed(id, start);
+        vm.expectRevert(closed);
+        vm.prank(consumer);
+        market.terminate(id);
+        vm.expectRevert(closed);
+        vm.prank(provider);
+        market.exitGracefully(id);
+    }
+
     function test_reportMissedNeedsACommitment() public {
         uint256 id = openAuto(5);
         uint256 start = deal(id).settledTo;
