@@ -29,50 +29,72 @@ import {StorageToken} from "../src/StorageToken.sol";
 contract Deploy is Script {
     uint256 internal constant TOKEN = 1e18;
 
-    function run()
-        external
-        returns (
-            StorageToken token,
-            Faucet faucet,
-            ProviderRegistry registry,
-            StorageProofs proofs,
-            Marketplace market
-        )
-    {
-        uint256 periodSecs = vm.envOr("PERIOD_SECS", uint256(86_400));
-        uint256 grace = vm.envOr("PROOF_GRACE_SECS", periodSecs / 12);
-        uint256 genesis = vm.envOr("GENESIS", uint256(0));
-        uint256 challenges = vm.envOr("CHALLENGES", uint256(4));
-        uint256 lookahead = vm.envOr("SEED_LOOKAHEAD_BLOCKS", uint256(2));
-        uint256 fill = vm.envOr("FILL_PERIODS", uint256(2));
-        uint256 exitNotice = vm.envOr("EXIT_NOTICE_PERIODS", uint256(3));
-        uint256 supply = vm.envOr("INITIAL_SUPPLY", 1_000_000_000 * TOKEN);
-        bool withFaucet = vm.envOr("FAUCET", block.chainid == 31_337 || block.chainid == 1337);
+    /// @dev The parameters, read from the environment (kept in memory: stack depth).
+    struct Params {
+        uint256 periodSecs;
+        uint256 grace;
+        uint256 genesis;
+        uint256 challenges;
+        uint256 lookahead;
+        uint256 fill;
+        uint256 exitNotice;
+        uint256 supply;
+        bool faucet;
+        uint256 drip;
+        uint256 cap;
+    }
 
+    /// @notice The deployed contracts (`faucet` is zero without one).
+    struct Deployed {
+        StorageToken token;
+        Faucet faucet;
+        ProviderRegistry registry;
+        StorageProofs proofs;
+        Marketplace marketplace;
+    }
+
+    function params() internal view returns (Params memory p) {
+        p.periodSecs = vm.envOr("PERIOD_SECS", uint256(86_400));
+        p.grace = vm.envOr("PROOF_GRACE_SECS", p.periodSecs / 12);
+        p.genesis = vm.envOr("GENESIS", uint256(0));
+        p.challenges = vm.envOr("CHALLENGES", uint256(4));
+        p.lookahead = vm.envOr("SEED_LOOKAHEAD_BLOCKS", uint256(2));
+        p.fill = vm.envOr("FILL_PERIODS", uint256(2));
+        p.exitNotice = vm.envOr("EXIT_NOTICE_PERIODS", uint256(3));
+        p.supply = vm.envOr("INITIAL_SUPPLY", 1_000_000_000 * TOKEN);
+        p.faucet = vm.envOr("FAUCET", block.chainid == 31_337 || block.chainid == 1337);
+        p.drip = vm.envOr("FAUCET_DRIP", 100_000 * TOKEN);
+        p.cap = vm.envOr("FAUCET_CAP", 10_000_000 * TOKEN);
+    }
+
+    function run() external returns (Deployed memory d) {
+        Params memory p = params();
         vm.startBroadcast();
         address deployer = msg.sender;
-        token = new StorageToken("dBytes Storage", "DBS", deployer, deployer, supply);
-        if (withFaucet) {
-            faucet = new Faucet(
-                token,
-                vm.envOr("FAUCET_DRIP", 100_000 * TOKEN),
-                vm.envOr("FAUCET_CAP", 10_000_000 * TOKEN)
-            );
-            token.grantRole(token.MINTER_ROLE(), address(faucet));
+        d.token = new StorageToken("dBytes Storage", "DBS", deployer, deployer, p.supply);
+        if (p.faucet) {
+            d.faucet = new Faucet(d.token, p.drip, p.cap);
+            d.token.grantRole(d.token.MINTER_ROLE(), address(d.faucet));
         }
         address predicted = vm.computeCreateAddress(deployer, vm.getNonce(deployer) + 2);
-        registry = new ProviderRegistry(token, predicted);
-        proofs = new StorageProofs(
-            IDealBook(predicted), registry, periodSecs, genesis, grace, challenges, lookahead
+        d.registry = new ProviderRegistry(d.token, predicted);
+        d.proofs = new StorageProofs(
+            IDealBook(predicted),
+            d.registry,
+            p.periodSecs,
+            p.genesis,
+            p.grace,
+            p.challenges,
+            p.lookahead
         );
-        market = new Marketplace(token, registry, proofs, fill, exitNotice);
+        d.marketplace = new Marketplace(d.token, d.registry, d.proofs, p.fill, p.exitNotice);
         vm.stopBroadcast();
-        require(address(market) == predicted, "Deploy: marketplace address mispredicted");
+        require(address(d.marketplace) == predicted, "Deploy: marketplace address mispredicted");
 
-        console2.log("token", address(token));
-        console2.log("faucet", address(faucet));
-        console2.log("registry", address(registry));
-        console2.log("proofs", address(proofs));
-        console2.log("marketplace", address(market));
+        console2.log("token", address(d.token));
+        console2.log("faucet", address(d.faucet));
+        console2.log("registry", address(d.registry));
+        console2.log("proofs", address(d.proofs));
+        console2.log("marketplace", address(d.marketplace));
     }
 }
