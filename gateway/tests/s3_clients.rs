@@ -376,6 +376,46 @@ async fn aws_cli_multipart_upload_spans_many_segments_and_survives_lost_pieces()
         std::fs::read(&back).unwrap() == bytes,
         "the download differs from the upload"
     );
+    // A server-side copy of a large object: aws-cli uses UploadPartCopy.
+    gateway
+        .aws(&["s3", "cp", "s3://media/video.bin", "s3://media/copy.bin"])
+        .await;
+    let head = gateway
+        .aws(&[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "media",
+            "--key",
+            "copy.bin",
+        ])
+        .await;
+    assert!(
+        head.contains(&format!("\"ContentLength\": {}", bytes.len())),
+        "{head}"
+    );
+    // One more loss in the first segment is beyond repair: the GET fails
+    // with a clear 503 before any byte is sent, never a truncated 200.
+    assert!(
+        gateway
+            .store
+            .lose_piece(&manifest.parts[0].segments[0].pieces[1].id)
+    );
+    let refused = gateway
+        .aws_fails(&[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "media",
+            "--key",
+            "video.bin",
+            back.to_str().unwrap(),
+        ])
+        .await;
+    assert!(
+        refused.contains("ServiceUnavailable") || refused.contains("503"),
+        "{refused}"
+    );
     gateway.stop().await;
 }
 

@@ -169,6 +169,29 @@ def group_copy(s3):
         Bucket="copy-b", Key="x", CopySource="copy-a/src", CopySourceIfMatch='"0000"',
     )
     expect_error("NoSuchKey", 404, s3.copy_object, Bucket="copy-b", Key="x", CopySource="copy-a/missing")
+    # UploadPartCopy: a multipart object assembled from a range of one object and all of another.
+    mib5 = 5 * 1024 * 1024
+    big = data(mib5 + 4096, 9)
+    s3.put_object(Bucket="copy-a", Key="big", Body=big)
+    upload_id = s3.create_multipart_upload(Bucket="copy-b", Key="assembled")["UploadId"]
+    p1 = s3.upload_part_copy(
+        Bucket="copy-b", Key="assembled", UploadId=upload_id, PartNumber=1,
+        CopySource="copy-a/big", CopySourceRange=f"bytes=0-{mib5 - 1}",
+    )["CopyPartResult"]
+    assert p1["ETag"] == f'"{md5_hex(big[:mib5])}"', p1
+    p2 = s3.upload_part_copy(
+        Bucket="copy-b", Key="assembled", UploadId=upload_id, PartNumber=2, CopySource={"Bucket": "copy-b", "Key": "dst"},
+    )["CopyPartResult"]
+    expect_error(
+        "InvalidRange", 416, s3.upload_part_copy,
+        Bucket="copy-b", Key="assembled", UploadId=upload_id, PartNumber=3,
+        CopySource="copy-a/big", CopySourceRange=f"bytes=0-{len(big)}",
+    )
+    s3.complete_multipart_upload(
+        Bucket="copy-b", Key="assembled", UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]},
+    )
+    assert s3.get_object(Bucket="copy-b", Key="assembled")["Body"].read() == big[:mib5] + body
 
 
 def group_versioning(s3):

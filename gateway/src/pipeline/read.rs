@@ -37,7 +37,22 @@ pub enum ObjectSource {
 
 /// Object bytes as they are decoded, in order. Dropping it stops the reads.
 pub struct ObjectStream {
+    first: Option<Bytes>,
     chunks: mpsc::Receiver<Result<Bytes, PipelineError>>,
+}
+
+impl ObjectStream {
+    /// Waits for the first bytes: a read that cannot start (pieces lost
+    /// beyond repair, the store down) fails here, before a response is
+    /// committed to a status, rather than as a truncated body.
+    pub async fn ready(mut self) -> Result<Self, PipelineError> {
+        match self.chunks.recv().await {
+            Some(Ok(bytes)) => self.first = Some(bytes),
+            Some(Err(err)) => return Err(err),
+            None => {}
+        }
+        Ok(self)
+    }
 }
 
 impl std::fmt::Debug for ObjectStream {
@@ -50,6 +65,9 @@ impl Stream for ObjectStream {
     type Item = Result<Bytes, PipelineError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
         self.chunks.poll_recv(cx)
     }
 }
@@ -338,6 +356,6 @@ impl Pipeline {
                 }
             }
         });
-        ObjectStream { chunks }
+        ObjectStream { first: None, chunks }
     }
 }

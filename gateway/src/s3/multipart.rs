@@ -4,16 +4,17 @@
 use std::collections::HashMap;
 
 use dbytes_ledger::book::{
-    Checksums, CompletedPart as BookPart, Completion, ManifestPart, NewUpload,
-    Part as BookPartRecord,
+    Bucket, Checksums, CompletedPart as BookPart, Completion, KeyId, ManifestPart, NewUpload,
+    Part as BookPartRecord, Upload,
 };
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::checksum::{self, BodyHasher};
+use super::checksum::{self, BodyHasher, BodyHashes};
 use super::errors::pipeline_error;
 use super::objects::{
-    etag_of, headers_from, metadata_from, version_id_out, write_body, write_condition,
+    CopyConditions, copy_source, etag_of, headers_from, metadata_from, source_of, version_id_out,
+    write_body, write_condition,
 };
 use super::{Shared, now_ms, owned_bucket, policy_of, request_user, timestamp};
 use crate::pipeline::WrittenData;
@@ -74,32 +75,109 @@ pub(super) async fn create_multipart_upload(
     }))
 }
 
+/// The bucket, upload and part number an UploadPart(Copy) writes to,
+/// checked before any byte is encoded.
+async fn open_upload(
+    shared: &Shared,
+    user: &str,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    part_number: PartNumber,
+) -> S3Result<(Bucket, Upload, u32)> {
+    if !(1..=MAX_PARTS).contains(&part_number) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    let bucket = owned_bucket(shared, user, bucket)?;
+    let upload = {
+        let (bucket_id, key, upload_id) = (bucket.id, key.to_owned(), upload_id.to_owned());
+        shared
+            .book(move |book| book.upload(&bucket_id, &key, &upload_id))
+            .await?
+    };
+    match upload {
+        Some(upload) => Ok((bucket, upload, part_number as u32)),
+        None => Err(s3_error!(
+            NoSuchUpload,
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+        )),
+    }
+}
+
+/// A part's encoded body and its hashes.
+struct WrittenPart {
+    key_id: KeyId,
+    size: u64,
+    data: WrittenData,
+    hashes: BodyHashes,
+}
+
+/// Records a written part (replacing one with the same number).
+async fn record_part(
+    shared: &Shared,
+    bucket: &Bucket,
+    key: String,
+    upload_id: String,
+    part_number: u32,
+    written: WrittenPart,
+) -> S3Result<BookPartRecord> {
+    let WrittenPart {
+        key_id,
+        size,
+        data,
+        hashes,
+    } = written;
+    let layout = shared
+        .pipeline
+        .layout(policy_of(&bucket.redundancy)?)
+        .map_err(pipeline_error)?;
+    let manifest = match data {
+        WrittenData::Pieces(part) => part,
+        WrittenData::Empty | WrittenData::Inline(_) => ManifestPart {
+            key_id,
+            size: 0,
+            data_pieces: layout.policy().data_pieces(),
+            total_pieces: layout.policy().total_pieces(),
+            piece_size: layout.piece_size() as u64,
+            segments: Vec::new(),
+        },
+    };
+    let mut checksums = checksum::to_book(&hashes.sums);
+    checksums.checksum_type = None;
+    let part = BookPartRecord {
+        part_number,
+        size,
+        etag: hex::encode(hashes.md5),
+        checksums,
+        last_modified_ms: now_ms(),
+        manifest,
+    };
+    let recorded = part.clone();
+    let bucket_id = bucket.id;
+    shared
+        .book(move |book| book.put_part(&bucket_id, &key, &upload_id, part, now_ms()))
+        .await?;
+    Ok(recorded)
+}
+
 pub(super) async fn upload_part(
     shared: &Shared,
     req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
     let user = request_user(&req)?;
     let input = req.input;
-    if !(1..=MAX_PARTS).contains(&input.part_number) {
-        return Err(s3_error!(
-            InvalidArgument,
-            "Part number must be an integer between 1 and 10000, inclusive"
-        ));
-    }
-    let part_number = input.part_number as u32;
-    let bucket = owned_bucket(shared, &user, &input.bucket)?;
-    let upload = {
-        let (bucket_id, key, upload_id) = (bucket.id, input.key.clone(), input.upload_id.clone());
-        shared
-            .book(move |book| book.upload(&bucket_id, &key, &upload_id))
-            .await?
-    };
-    let Some(upload) = upload else {
-        return Err(s3_error!(
-            NoSuchUpload,
-            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
-        ));
-    };
+    let (bucket, upload, part_number) = open_upload(
+        shared,
+        &user,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+        input.part_number,
+    )
+    .await?;
     let trailer = req
         .headers
         .get("x-amz-trailer")
@@ -122,21 +200,11 @@ pub(super) async fn upload_part(
             .map(ChecksumAlgorithm::from)
     });
     let hasher = BodyHasher::for_request(&sent, announced.as_ref(), trailer.as_deref())?;
-    let layout = shared
-        .pipeline
-        .layout(policy_of(&bucket.redundancy)?)
-        .map_err(pipeline_error)?;
     let (key_id, written) = match input.body {
         Some(body) => write_body(shared, &bucket, body, hasher, false).await?,
         None => {
-            write_body(
-                shared,
-                &bucket,
-                futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>(),
-                hasher,
-                false,
-            )
-            .await?
+            let empty = futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+            write_body(shared, &bucket, empty, hasher, false).await?
         }
     };
     let stored = written.stored_pieces();
@@ -148,40 +216,132 @@ pub(super) async fn upload_part(
         shared.free_later(stored).await;
         return Err(err);
     }
-    let manifest = match written.data {
-        WrittenData::Pieces(part) => part,
-        WrittenData::Empty | WrittenData::Inline(_) => ManifestPart {
-            key_id,
-            size: 0,
-            data_pieces: layout.policy().data_pieces(),
-            total_pieces: layout.policy().total_pieces(),
-            piece_size: layout.piece_size() as u64,
-            segments: Vec::new(),
-        },
-    };
-    let mut checksums = checksum::to_book(&hashes.sums);
-    checksums.checksum_type = None;
-    let part = BookPartRecord {
-        part_number,
+    let written = WrittenPart {
+        key_id,
         size: written.size,
-        etag: hex::encode(hashes.md5),
-        checksums: checksums.clone(),
-        last_modified_ms: now_ms(),
-        manifest,
+        data: written.data,
+        hashes,
     };
-    let etag = part.etag.clone();
-    let (bucket_id, key, upload_id) = (bucket.id, input.key, input.upload_id);
-    shared
-        .book(move |book| book.put_part(&bucket_id, &key, &upload_id, part, now_ms()))
-        .await?;
-    let sums = checksum::from_book(&checksums);
+    let part = record_part(
+        shared,
+        &bucket,
+        input.key,
+        input.upload_id,
+        part_number,
+        written,
+    )
+    .await?;
+    let sums = checksum::from_book(&part.checksums);
     Ok(S3Response::new(UploadPartOutput {
-        e_tag: Some(ETag::Strong(etag)),
+        e_tag: Some(ETag::Strong(part.etag)),
         checksum_crc32: sums.checksum_crc32,
         checksum_crc32c: sums.checksum_crc32c,
         checksum_crc64nvme: sums.checksum_crc64nvme,
         checksum_sha1: sums.checksum_sha1,
         checksum_sha256: sums.checksum_sha256,
+        ..Default::default()
+    }))
+}
+
+/// `x-amz-copy-source-range: bytes=first-last` against a source of `size` bytes.
+fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let Some(text) = range else {
+        return Ok(0..size);
+    };
+    let invalid = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        )
+    };
+    match Range::parse(text).map_err(|_| invalid())? {
+        Range::Int {
+            first,
+            last: Some(last),
+        } if last < size => Ok(first..last + 1),
+        Range::Int { .. } => Err(s3_error!(
+            InvalidRange,
+            "Range specified is not valid for source object of size: {size}"
+        )),
+        Range::Suffix { .. } => Err(invalid()),
+    }
+}
+
+pub(super) async fn upload_part_copy(
+    shared: &Shared,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let user = request_user(&req)?;
+    let input = req.input;
+    let (bucket, upload, part_number) = open_upload(
+        shared,
+        &user,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+        input.part_number,
+    )
+    .await?;
+    let source = copy_source(
+        shared,
+        &user,
+        &input.copy_source,
+        CopyConditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        },
+    )?;
+    let range = copy_range(input.copy_source_range.as_deref(), source.version.size)?;
+    let announced = upload
+        .checksum_algorithm
+        .clone()
+        .map(ChecksumAlgorithm::from);
+    let hasher = BodyHasher::for_request(&Checksum::default(), announced.as_ref(), None)?;
+    let data = source_of(shared, &source.bucket, &source.version).await?;
+    let stream = shared
+        .pipeline
+        .read(&shared.bucket_key(&source.bucket), data, range.clone());
+    let (key_id, written) = write_body(shared, &bucket, stream, hasher, false).await?;
+    if written.size != range.end - range.start {
+        shared.free_later(written.stored_pieces()).await;
+        return Err(s3_error!(
+            InternalError,
+            "the copy read {} of {} bytes",
+            written.size,
+            range.end - range.start
+        ));
+    }
+    let written = WrittenPart {
+        key_id,
+        size: written.size,
+        data: written.data,
+        hashes: written.digest.finish(),
+    };
+    let part = record_part(
+        shared,
+        &bucket,
+        input.key,
+        input.upload_id,
+        part_number,
+        written,
+    )
+    .await?;
+    let sums = checksum::from_book(&part.checksums);
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(ETag::Strong(part.etag)),
+            last_modified: Some(timestamp(part.last_modified_ms)),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
+        }),
+        copy_source_version_id: source
+            .version_id
+            .map(|_| source.version.version_id.to_string()),
         ..Default::default()
     }))
 }

@@ -493,7 +493,10 @@ pub(super) async fn get_object(
     let source = source_of(shared, &bucket, &version).await?;
     let stream = shared
         .pipeline
-        .read(&shared.bucket_key(&bucket), source, range.clone());
+        .read(&shared.bucket_key(&bucket), source, range.clone())
+        .ready()
+        .await
+        .map_err(pipeline_error)?;
     let sums = checksums_if_whole(&version, input.checksum_mode.as_ref(), &range);
     Ok(S3Response::new(GetObjectOutput {
         body: Some(StreamingBlob::wrap(stream)),
@@ -668,13 +671,31 @@ pub(super) async fn delete_objects(
     }))
 }
 
-pub(super) async fn copy_object(
+/// The object a copy reads, resolved and checked.
+pub(super) struct CopySourceObject {
+    pub(super) bucket: Bucket,
+    pub(super) key: String,
+    pub(super) version_id: Option<VersionId>,
+    pub(super) version: ObjectVersion,
+}
+
+/// The `x-amz-copy-source-if-*` conditions of a copy.
+pub(super) struct CopyConditions<'a> {
+    pub(super) if_match: Option<&'a ETagCondition>,
+    pub(super) if_none_match: Option<&'a ETagCondition>,
+    pub(super) if_modified_since: Option<&'a Timestamp>,
+    pub(super) if_unmodified_since: Option<&'a Timestamp>,
+}
+
+/// Resolves `x-amz-copy-source` (which the user must own) and checks the
+/// copy's conditions (any failing one is `PreconditionFailed`).
+pub(super) fn copy_source(
     shared: &Shared,
-    req: S3Request<CopyObjectInput>,
-) -> S3Result<S3Response<CopyObjectOutput>> {
-    let user = request_user(&req)?;
-    let input = req.input;
-    let (source_bucket, source_key, source_version) = match &input.copy_source {
+    user: &str,
+    source: &CopySource,
+    conditions: CopyConditions<'_>,
+) -> S3Result<CopySourceObject> {
+    let (bucket, key, version_id) = match source {
         CopySource::Bucket {
             bucket,
             key,
@@ -687,15 +708,9 @@ pub(super) async fn copy_object(
             ));
         }
     };
-    let source_bucket = owned_bucket(shared, &user, &source_bucket)?;
-    let bucket = owned_bucket(shared, &user, &input.bucket)?;
-    let source_version_id = parse_version_id(source_version.as_deref())?;
-    let source = match lookup(
-        shared,
-        &source_bucket,
-        &source_key,
-        source_version_id.as_ref(),
-    ) {
+    let bucket = owned_bucket(shared, user, &bucket)?;
+    let version_id = parse_version_id(version_id.as_deref())?;
+    let version = match lookup(shared, &bucket, &key, version_id.as_ref()) {
         Err(err) if *err.code() == s3s::S3ErrorCode::MethodNotAllowed => {
             return Err(s3_error!(
                 InvalidRequest,
@@ -704,29 +719,56 @@ pub(super) async fn copy_object(
         }
         other => other?,
     };
-    let modified = modified_second(&source);
-    let copy_failed = input
-        .copy_source_if_match
-        .as_ref()
-        .is_some_and(|condition| !etag_matches(condition, &source))
-        || input
-            .copy_source_if_none_match
-            .as_ref()
-            .is_some_and(|condition| etag_matches(condition, &source))
-        || input
-            .copy_source_if_unmodified_since
-            .as_ref()
+    let modified = modified_second(&version);
+    let failed = conditions
+        .if_match
+        .is_some_and(|condition| !etag_matches(condition, &version))
+        || conditions
+            .if_none_match
+            .is_some_and(|condition| etag_matches(condition, &version))
+        || conditions
+            .if_unmodified_since
             .is_some_and(|since| modified > *since)
-        || input
-            .copy_source_if_modified_since
-            .as_ref()
+        || conditions
+            .if_modified_since
             .is_some_and(|since| modified <= *since);
-    if copy_failed {
+    if failed {
         return Err(s3_error!(
             PreconditionFailed,
             "At least one of the pre-conditions you specified did not hold"
         ));
     }
+    Ok(CopySourceObject {
+        bucket,
+        key,
+        version_id,
+        version,
+    })
+}
+
+pub(super) async fn copy_object(
+    shared: &Shared,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
+    let user = request_user(&req)?;
+    let input = req.input;
+    let CopySourceObject {
+        bucket: source_bucket,
+        key: source_key,
+        version_id: source_version_id,
+        version: source,
+    } = copy_source(
+        shared,
+        &user,
+        &input.copy_source,
+        CopyConditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        },
+    )?;
+    let bucket = owned_bucket(shared, &user, &input.bucket)?;
     let replace = input
         .metadata_directive
         .as_ref()
