@@ -356,6 +356,9 @@ impl Pipeline {
                 }
             }
         });
-        ObjectStream { first: None, chunks }
+        ObjectStream {
+            first: None,
+            chunks,
+        }
     }
 }
