@@ -11,14 +11,16 @@ import {StorageToken} from "../src/StorageToken.sol";
 
 /**
  * @notice Deploys the dBytes contracts, in the order and with the defaults of
- * `dbytes contracts deploy` (which is the usual way: it needs no forge and writes the deployment
- * file every other command reads). This script is for deploying with Foundry's own tooling
- * (hardware wallets, `--verify`); it prints the addresses.
+ * `dbytes contracts deploy` (which is the usual way: it needs no forge). This script is for
+ * deploying with Foundry's own tooling (hardware wallets, `--verify`); it prints the addresses
+ * and writes the deployment file every other command reads, to DEPLOYMENT_FILE (default
+ * `broadcast/dbytes-deployment-<chain id>.json`; RPC_URL is recorded in it).
  *
  *   forge script script/Deploy.s.sol --rpc-url $RPC --broadcast --private-key $KEY
  *
  * Parameters come from the environment, each with the CLI's default: PERIOD_SECS (86400),
- * PROOF_GRACE_SECS (PERIOD_SECS / 12), GENESIS (0: the deployment block's time), CHALLENGES (4),
+ * PROOF_GRACE_SECS (PERIOD_SECS / 12), GENESIS (0: the latest block's time when the script runs,
+ * fixed here so that the file records it exactly), CHALLENGES (4),
  * SEED_LOOKAHEAD_BLOCKS (2), FILL_PERIODS (2), EXIT_NOTICE_PERIODS (3), INITIAL_SUPPLY (1e9
  * tokens), FAUCET (true on chain ids 31337 and 1337), FAUCET_DRIP (1e5 tokens), FAUCET_CAP (1e7
  * tokens).
@@ -69,6 +71,8 @@ contract Deploy is Script {
 
     function run() external returns (Deployed memory d) {
         Params memory p = params();
+        if (p.genesis == 0) p.genesis = block.timestamp;
+        uint256 latestBlock = block.number;
         vm.startBroadcast();
         address deployer = msg.sender;
         d.token = new StorageToken("dBytes Storage", "DBS", deployer, deployer, p.supply);
@@ -96,5 +100,82 @@ contract Deploy is Script {
         console2.log("registry", address(d.registry));
         console2.log("proofs", address(d.proofs));
         console2.log("marketplace", address(d.marketplace));
+        writeDeployment(d, p, deployer, latestBlock);
+    }
+
+    /**
+     * @dev The deployment file `dbytes` reads (format 1 of `ledger/src/chain/deployment.rs`).
+     * The deploy block is the last one before the deployment's transactions, so an indexer
+     * starting there misses nothing. A script cannot read the hash of the chain's latest block,
+     * so on a chain still at its genesis block the hash is written as zero (it only serves to
+     * detect a reset chain); `dbytes contracts deploy` records it exactly.
+     */
+    function writeDeployment(Deployed memory d, Params memory p, address deployer, uint256 latest)
+        internal
+    {
+        string memory c = "contracts";
+        vm.serializeJson(c, '{"faucet":null}');
+        vm.serializeAddress(c, "token", address(d.token));
+        if (address(d.faucet) != address(0)) vm.serializeAddress(c, "faucet", address(d.faucet));
+        vm.serializeAddress(c, "registry", address(d.registry));
+        vm.serializeAddress(c, "proofs", address(d.proofs));
+        string memory contracts = vm.serializeAddress(c, "marketplace", address(d.marketplace));
+
+        string memory q = "parameters";
+        vm.serializeUint(q, "periodSecs", p.periodSecs);
+        vm.serializeUint(q, "genesis", p.genesis);
+        vm.serializeUint(q, "proofGraceSecs", p.grace);
+        vm.serializeUint(q, "challenges", p.challenges);
+        vm.serializeUint(q, "seedLookaheadBlocks", p.lookahead);
+        vm.serializeUint(q, "fillPeriods", p.fill);
+        vm.serializeUint(q, "exitNoticePeriods", p.exitNotice);
+        vm.serializeString(q, "tokenName", "dBytes Storage");
+        vm.serializeString(q, "tokenSymbol", "DBS");
+        // Amounts are decimal strings: they do not fit a JSON number.
+        vm.serializeString(q, "initialSupply", vm.toString(p.supply));
+        vm.serializeString(q, "faucetDrip", vm.toString(p.faucet ? p.drip : 0));
+        string memory parameters =
+            vm.serializeString(q, "faucetCap", vm.toString(p.faucet ? p.cap : 0));
+
+        uint256 deployBlock = latest == 0 ? 0 : latest - 1;
+        string memory json = string.concat(
+            '{"format":1,"chainId":',
+            vm.toString(block.chainid),
+            ',"rpcUrl":"',
+            vm.envOr("RPC_URL", string("http://127.0.0.1:8545")),
+            '","deployer":"',
+            vm.toString(deployer),
+            '","deployBlock":',
+            vm.toString(deployBlock),
+            ',"deployBlockHash":"',
+            vm.toString(blockhash(deployBlock)),
+            '","deployedAt":',
+            vm.toString(block.timestamp),
+            ',"contracts":',
+            contracts,
+            ',"parameters":',
+            parameters,
+            "}"
+        );
+        string memory path = vm.envOr(
+            "DEPLOYMENT_FILE",
+            string.concat("broadcast/dbytes-deployment-", vm.toString(block.chainid), ".json")
+        );
+        vm.createDir(dirOf(path), true);
+        vm.writeJson(json, path);
+        console2.log("deployment", path);
+    }
+
+    /// @dev Everything before the last `/` of `path` (`.` if none).
+    function dirOf(string memory path) internal pure returns (string memory) {
+        bytes memory b = bytes(path);
+        uint256 end = b.length;
+        while (end > 0 && b[end - 1] != "/") --end;
+        if (end == 0) return ".";
+        bytes memory dir = new bytes(end - 1);
+        for (uint256 i; i < dir.length; ++i) {
+            dir[i] = b[i];
+        }
+        return string(dir);
     }
 }
