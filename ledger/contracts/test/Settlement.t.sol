@@ -244,15 +244,18 @@ contract SettlementTest is MarketTest {
         vm.prank(consumer);
         market.terminate(id);
         vm.expectRevert(
-            abi.encodeWithSelector(Marketplace.InvalidDealState.selector, id, Marketplace.DealState.Terminating)
+            abi.encodeWithSelector(
+                Marketplace.InvalidDealState.selector, id, Marketplace.DealState.Terminating
+            )
         );
         vm.prank(consumer);
         market.renew(id, 1, 0, "");
         closeThrough(start + 1);
         market.settle(id, 10);
         assertEq(uint8(deal(id).state), uint8(Marketplace.DealState.Closed));
-        bytes memory closed =
-            abi.encodeWithSelector(Marketplace.InvalidDealState.selector, id, Marketplace.DealState.Closed);
+        bytes memory closed = abi.encodeWithSelector(
+            Marketplace.InvalidDealState.selector, id, Marketplace.DealState.Closed
+        );
         vm.expectRevert(closed);
         vm.prank(provider);
         market.abandon(id);
