@@ -3,7 +3,10 @@
 
 CONTRACTS := ledger/contracts
 NODE_BIN  := $(CONTRACTS)/node_modules/.bin
-FORGE     := $(abspath $(NODE_BIN))/forge
+# The native forge from the platform's npm package: the npm launcher in
+# node_modules/.bin always exits 0, which would hide every failure.
+FOUNDRY_PLATFORM := linux-$(if $(filter aarch64 arm64,$(shell uname -m)),arm64,amd64)
+FORGE     := $(abspath $(CONTRACTS))/node_modules/@foundry-rs/forge-$(FOUNDRY_PLATFORM)/bin/forge
 STAMP     := $(CONTRACTS)/node_modules/.dbytes-setup
 NEXTEST_PROFILE := $(if $(CI),ci,default)
 
