@@ -307,3 +307,108 @@ async fn deals_open_three_ways_and_end_with_notice() {
         DealState::Exiting
     );
 }
+
+/// Missed proofs fail a deal; the consumer reassigns its commitment to a
+/// new provider (a signed repair quote), which proves against the same root
+/// from the same piece bytes.
+#[tokio::test]
+async fn a_failed_deal_is_reassigned_and_the_new_provider_proves_the_same_data() {
+    let market = Market::start().await;
+    let consumer = market.party(CONSUMER).await;
+    let lost = market.party(PROVIDER).await;
+    let rescuer = market.party(PROVIDER2).await;
+    let stranger = market.party(STRANGER).await;
+    list(&lost, &terms(AcceptPolicy::Auto, 1, "DE")).await;
+    list(&rescuer, &terms(AcceptPolicy::SignedQuote, 1, "NL")).await;
+
+    let id = consumer
+        .open_deal(&DealRequest {
+            provider: addr(&lost),
+            capacity_bytes: GIB,
+            periods: 10,
+            price_per_gib_month: None,
+            consumer_node_id: node_id(0xc0),
+        })
+        .await
+        .unwrap();
+    let pieces = Pieces::new(2, 32 * 1024);
+    let commitment = Commitment {
+        root: pieces.deal.root(),
+        leaf_count: pieces.deal.leaf_count(),
+        version: 1,
+    };
+    let signature = eip712::sign_commitment(
+        lost.signer().unwrap(),
+        consumer.deployment(),
+        id,
+        &commitment,
+    )
+    .unwrap();
+    consumer
+        .commit(id, &commitment, None, Some(signature))
+        .await
+        .unwrap();
+
+    // Periods 1 to 3 go unproven: a stranger reports the first, then settles.
+    market.go_to(&consumer, 4, GRACE + 5).await;
+    let err = stranger.report_missed(id, 4).await.unwrap_err();
+    assert!(err.to_string().contains("still open to proofs"), "{err}");
+    let reported = stranger.report_missed(id, 1).await.unwrap();
+    assert_eq!((reported.from_period, reported.to_period), (1, 2));
+    let failed = stranger.settle(id, 10).await.unwrap();
+    assert_eq!(failed.state, DealState::Failed);
+    let parent = consumer.deal(id).await.unwrap().unwrap();
+    assert_eq!(parent.state, DealState::Failed);
+
+    // The rescuer quotes for the parent's commitment; the consumer reassigns.
+    let quote = rescuer
+        .make_repair_quote(id, addr(&consumer), 600)
+        .await
+        .unwrap();
+    assert_eq!(quote.quote.root, commitment.root);
+    let child = consumer.reassign(id, &quote).await.unwrap();
+    let child_deal = consumer.deal(child).await.unwrap().unwrap();
+    assert_eq!(child_deal.provider, addr(&rescuer));
+    assert_eq!(
+        child_deal.settled_to, 5,
+        "the child starts at the next period"
+    );
+    assert_eq!(child_deal.end, parent.term_end);
+    assert_eq!(
+        consumer.commitments(child).await.unwrap().at(5),
+        Some(commitment)
+    );
+    assert_eq!(
+        consumer.deal(id).await.unwrap().unwrap().state,
+        DealState::Closed
+    );
+
+    // The same piece bytes prove the child's first period.
+    market.go_to(&consumer, 5, 10).await;
+    let anchor = rescuer.anchor_seed(5).await.unwrap();
+    let (head, _) = rescuer.head().await.unwrap();
+    market.anvil.mine(anchor + 1 - head).await.unwrap();
+    let indexes = rescuer.challenged_leaves(child, 5).await.unwrap();
+    let proof = DealProof::build(child, &pieces.deal, &indexes, |slot| {
+        Ok((
+            &pieces.trees[slot as usize],
+            pieces.bytes[slot as usize].as_slice(),
+        ))
+    })
+    .unwrap();
+    assert_eq!(rescuer.submit_proofs(5, &[proof]).await.unwrap(), 1);
+
+    // Once the period closes, settling pays the rescuer its repair reward.
+    market.go_to(&consumer, 6, GRACE + 5).await;
+    let before = rescuer.credit(addr(&rescuer)).await.unwrap();
+    consumer.settle(child, 1).await.unwrap();
+    let earned = rescuer.credit(addr(&rescuer)).await.unwrap() - before;
+    let rate = U256::from(child_deal.rate_per_period);
+    let held = rate * U256::from(2_000) / U256::from(10_000);
+    assert!(parent.repair_reward > 0);
+    assert_eq!(
+        earned,
+        rate - held + U256::from(parent.repair_reward),
+        "pay and the repair reward"
+    );
+}
