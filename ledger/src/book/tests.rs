@@ -599,3 +599,97 @@ proptest! {
         prop_assert_eq!(paged, full);
     }
 }
+
+/// One step of the versioning model test.
+#[derive(Debug, Clone)]
+enum Step {
+    Put(u8),
+    Delete(u8),
+    DeleteVersion(u8, usize),
+    Versioning(bool),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0u8..3).prop_map(Step::Put),
+        2 => (0u8..3).prop_map(Step::Delete),
+        2 => (0u8..3, 0usize..4).prop_map(|(key, index)| Step::DeleteVersion(key, index)),
+        1 => any::<bool>().prop_map(Step::Versioning),
+    ]
+}
+
+/// A key's versions, newest first: (version id, delete marker, etag).
+type ModelVersions = Vec<(VersionId, bool, String)>;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any sequence of writes, deletes and versioning changes leaves the
+    /// book as S3's rules, restated as a plain list per key, say.
+    #[test]
+    fn versioning_follows_s3_rules(steps in prop::collection::vec(step(), 1..30)) {
+        let (book, bucket) = book_with_bucket();
+        let mut versioning = Versioning::Unversioned;
+        let mut model: BTreeMap<String, ModelVersions> = BTreeMap::new();
+        for (index, step) in steps.into_iter().enumerate() {
+            match step {
+                Step::Put(key) => {
+                    let key = format!("k{key}");
+                    let etag = format!("e{index}");
+                    let outcome = put(&book, &bucket, &key, &etag);
+                    let versions = model.entry(key).or_default();
+                    if versioning != Versioning::Enabled {
+                        versions.retain(|(id, _, _)| *id != VersionId::Null);
+                    }
+                    versions.insert(0, (outcome.version.version_id, false, etag));
+                }
+                Step::Delete(key) => {
+                    let key = format!("k{key}");
+                    let outcome = book.delete_object("photos", &key, None, "alice", NOW).unwrap();
+                    let versions = model.entry(key).or_default();
+                    if versioning != Versioning::Enabled {
+                        versions.retain(|(id, _, _)| *id != VersionId::Null);
+                    }
+                    if versioning == Versioning::Unversioned {
+                        prop_assert!(!outcome.delete_marker);
+                    } else {
+                        prop_assert!(outcome.delete_marker);
+                        let marker = outcome.version_id.unwrap();
+                        prop_assert_eq!(marker == VersionId::Null, versioning == Versioning::Suspended);
+                        versions.insert(0, (marker, true, String::new()));
+                    }
+                }
+                Step::DeleteVersion(key, at) => {
+                    let key = format!("k{key}");
+                    let versions = model.entry(key.clone()).or_default();
+                    if at < versions.len() {
+                        let (id, marker, _) = versions.remove(at);
+                        let outcome = book.delete_object("photos", &key, Some(id), "alice", NOW).unwrap();
+                        prop_assert_eq!(outcome.delete_marker, marker);
+                        prop_assert!(outcome.removed.is_some());
+                    }
+                }
+                Step::Versioning(enabled) => {
+                    let wanted = if enabled { Versioning::Enabled } else { Versioning::Suspended };
+                    book.set_versioning("photos", wanted).unwrap();
+                    versioning = wanted;
+                }
+            }
+            let expected: Vec<(String, String, bool, bool)> = model
+                .iter()
+                .flat_map(|(key, versions)| {
+                    versions.iter().enumerate().map(move |(at, (_, marker, etag))| {
+                        (key.clone(), etag.clone(), *marker, at == 0)
+                    })
+                })
+                .collect();
+            prop_assert_eq!(all_versions(&book, &bucket), expected);
+            let current: Vec<String> = model
+                .iter()
+                .filter(|(_, versions)| versions.first().is_some_and(|(_, marker, _)| !marker))
+                .map(|(key, _)| key.clone())
+                .collect();
+            prop_assert_eq!(current_keys(&book, &bucket), current);
+        }
+    }
+}
