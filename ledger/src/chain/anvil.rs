@@ -104,17 +104,34 @@ pub fn platform_package() -> String {
 }
 
 /// The pinned anvil: `DBYTES_ANVIL` if set, else the native binary of the
-/// npm package under the repository's `ledger/contracts/node_modules`.
+/// npm package under `ledger/contracts/node_modules`, looked for from this
+/// crate's directory (at run time under cargo, then as built) and from the
+/// working directory and its parents (a `dbytes` run inside a checkout).
 pub fn anvil_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("DBYTES_ANVIL") {
         return PathBuf::from(path);
     }
     let exe = if cfg!(windows) { "anvil.exe" } else { "anvil" };
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("contracts/node_modules/@foundry-rs")
+    let package = Path::new("contracts/node_modules/@foundry-rs")
         .join(platform_package())
         .join("bin")
-        .join(exe)
+        .join(exe);
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        candidates.push(PathBuf::from(dir).join(&package));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(&package));
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            candidates.push(dir.join("ledger").join(&package));
+            candidates.push(dir.join(&package));
+        }
+    }
+    let fallback = candidates[0].clone();
+    candidates
+        .into_iter()
+        .find(|path| path.is_file())
+        .unwrap_or(fallback)
 }
 
 /// A running anvil; killed (and reaped) on drop, even when a test panics.
