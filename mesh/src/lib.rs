@@ -21,9 +21,12 @@
 //!   against the bytes sent.
 //! - [`deal::DealAuthority`] / [`deal::StaticDeals`], [`commitment::Commitment`]
 //!   / [`commitment::CommitmentSigner`].
+//! - [`chain::ChainDeals`] / [`chain::ChainSigner`]: the marketplace as the
+//!   deal authority and the provider wallet as the commitment signer.
 //! - [`settings::ProviderSettings`]: the operator's config-file form.
 
 pub mod audit;
+pub mod chain;
 pub mod client;
 pub mod commitment;
 pub mod deal;
