@@ -15,8 +15,9 @@
 //! [`pipeline::PieceStore`] (the seam to the mesh), [`pipeline::Pipeline`],
 //! [`codec::SegmentLayout`] (segment and piece sizes of a redundancy policy),
 //! [`codec::encode_segment`], [`codec::decode_segment`], [`codec::RangePlan`]
-//! and [`codec::decode_range`].
+//! and [`codec::decode_range`], [`metrics::GatewayMetrics`].
 
 pub mod codec;
+pub mod metrics;
 pub mod pipeline;
 pub mod s3;

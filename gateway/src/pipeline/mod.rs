@@ -117,6 +117,7 @@ impl Default for PipelineConfig {
 pub struct Pipeline {
     store: Arc<dyn PieceStore>,
     config: PipelineConfig,
+    in_flight: prometheus::IntGauge,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -133,7 +134,21 @@ impl Pipeline {
         config.inline_threshold = config.inline_threshold.min(max_inline_threshold());
         config.segments_in_flight = config.segments_in_flight.max(1);
         config.segments_ahead = config.segments_ahead.max(1);
-        Pipeline { store, config }
+        // Invariant: a valid metric name; the gauge is registered only if
+        // the gateway's metrics replace it (`with_in_flight_gauge`).
+        let in_flight = prometheus::IntGauge::new("dbytes_gateway_segments_in_flight", "unused")
+            .expect("a valid metric name");
+        Pipeline {
+            store,
+            config,
+            in_flight,
+        }
+    }
+
+    /// The same pipeline, counting the segments it is storing in `gauge`.
+    pub fn with_in_flight_gauge(mut self, gauge: prometheus::IntGauge) -> Self {
+        self.in_flight = gauge;
+        self
     }
 
     /// Its configuration.

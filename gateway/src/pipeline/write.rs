@@ -103,6 +103,23 @@ type UploadResult = (
     Result<Vec<Option<Placement>>, PieceStoreError>,
 );
 
+/// One segment counted in the pipeline's in-flight gauge until dropped
+/// (also when its upload is cancelled).
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn count(gauge: &prometheus::IntGauge) -> InFlight {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The state of one streaming write.
 struct SegmentWriter<'p> {
     pipeline: &'p Pipeline,
@@ -118,8 +135,10 @@ impl SegmentWriter<'_> {
     fn start_upload(&mut self, index: u64, encoded: EncodedSegment) {
         let store = self.pipeline.store.clone();
         let layout = self.layout;
+        let in_flight = InFlight::count(&self.pipeline.in_flight);
         self.uploads.spawn(async move {
             let result = store.store_segment(&encoded, &layout).await;
+            drop(in_flight);
             (index, encoded, result)
         });
     }

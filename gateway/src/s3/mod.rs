@@ -39,6 +39,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Error, S3Result};
 use tokio::net::TcpListener;
 
+use crate::metrics::{GatewayMetrics, operation_of};
 use crate::pipeline::{PieceStore, Pipeline, PipelineConfig, free_due_pieces};
 
 pub use access::{BookAccess, BookAuth, RequestUser};
@@ -102,6 +103,7 @@ pub(crate) struct Shared {
     pub(crate) pipeline: Pipeline,
     pub(crate) master: DataMasterKey,
     pub(crate) config: GatewayConfig,
+    pub(crate) metrics: GatewayMetrics,
 }
 
 /// The time now, as the book records it.
@@ -195,13 +197,16 @@ impl Gateway {
         master: DataMasterKey,
         config: GatewayConfig,
     ) -> Self {
-        let pipeline = Pipeline::new(store, config.pipeline.clone());
+        let metrics = GatewayMetrics::new();
+        let pipeline = Pipeline::new(store, config.pipeline.clone())
+            .with_in_flight_gauge(metrics.segments_in_flight.clone());
         Gateway {
             shared: Arc::new(Shared {
                 book,
                 pipeline,
                 master,
                 config,
+                metrics,
             }),
         }
     }
@@ -209,6 +214,11 @@ impl Gateway {
     /// The book it serves from.
     pub fn book(&self) -> &Book {
         &self.shared.book
+    }
+
+    /// Its metrics (register them to export them).
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.shared.metrics
     }
 
     /// The s3s service (for embedding in another server, or tests).
@@ -279,10 +289,12 @@ impl Gateway {
                 }
             };
             let service = service.clone();
+            let metrics = self.shared.metrics.clone();
             let handler = hyper::service::service_fn(
                 move |request: hyper::Request<hyper::body::Incoming>| {
                     let service = service.clone();
-                    async move { close_after_refused_body(&service, request).await }
+                    let metrics = metrics.clone();
+                    async move { serve_request(&service, &metrics, request).await }
                 },
             );
             let connection = connections.serve_connection(TokioIo::new(socket), handler);
@@ -302,6 +314,44 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// Serves one request and counts it in the metrics.
+async fn serve_request(
+    service: &S3Service,
+    metrics: &GatewayMetrics,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<s3s::HttpResponse, s3s::HttpError> {
+    let started = std::time::Instant::now();
+    let operation = operation_of(
+        request.method().as_str(),
+        request.uri().path(),
+        request.uri().query(),
+    );
+    metrics
+        .received_bytes
+        .inc_by(content_length(request.headers()));
+    let response = close_after_refused_body(service, request).await;
+    let status = match &response {
+        Ok(response) => {
+            metrics
+                .sent_bytes
+                .inc_by(content_length(response.headers()));
+            response.status().as_u16()
+        }
+        Err(_) => 500,
+    };
+    metrics.record(operation, status, started.elapsed());
+    response
+}
+
+/// A message's declared body length (0 when it declares none).
+fn content_length(headers: &hyper::HeaderMap) -> u64 {
+    headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Serves one request; an error answered before the request's body was
