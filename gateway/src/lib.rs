@@ -21,3 +21,4 @@ pub mod codec;
 pub mod metrics;
 pub mod pipeline;
 pub mod s3;
+pub mod settings;
