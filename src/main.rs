@@ -15,6 +15,8 @@ use dbytes_ledger::market::{self, ListingQuery, report};
 use dbytes_ledger::{keys::RootSecret, keystore};
 use zeroize::Zeroizing;
 
+mod gateway_cli;
+
 /// dBytes: an S3-compatible gateway in front of a decentralized mesh of
 /// storage providers, settled on an EVM chain.
 #[derive(Parser)]
@@ -38,6 +40,9 @@ enum Command {
     /// Open, list, renew and terminate storage deals.
     #[command(subcommand)]
     Deal(DealCommand),
+    /// Set up and run an S3 gateway; manage its users.
+    #[command(subcommand)]
+    Gateway(gateway_cli::GatewayCommand),
     /// Get test tokens from the faucet (local networks).
     Faucet {
         /// Who receives them (default: the wallet).
@@ -363,6 +368,7 @@ fn tokens_u128(amount: U256, what: &str) -> anyhow::Result<u128> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Gateway(command) => gateway_cli::run(command)?,
         Command::Wallet(WalletCommand::New {
             keystore: path,
             password,

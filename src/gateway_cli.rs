@@ -1,0 +1,180 @@
+//! `dbytes gateway`: set up and run an S3 gateway, and manage its users.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use dbytes_gateway::settings::{GatewaySettings, TEMPLATE};
+use dbytes_ledger::book::Book;
+use dbytes_ledger::keys::RootSecret;
+use dbytes_ledger::keystore;
+
+/// The environment variable holding the gateway keystore's password.
+pub const PASSWORD_ENV: &str = "DBYTES_GATEWAY_PASSWORD";
+
+#[derive(Subcommand)]
+pub enum GatewayCommand {
+    /// Write a commented config file and a fresh root keystore into a
+    /// directory, and print the address to fund.
+    Init {
+        /// The gateway's directory.
+        #[arg(long, default_value = "dbytes-gateway")]
+        dir: PathBuf,
+        /// Restore from this recovery phrase instead of generating one.
+        #[arg(long, env = "DBYTES_MNEMONIC", hide_env_values = true)]
+        mnemonic: Option<String>,
+    },
+    /// Issue, list and revoke S3 users and their access keys (with the
+    /// gateway stopped: the book is open by one process at a time).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a user and issue it an access key (printed once).
+    Add {
+        /// The user's id (owner of its buckets).
+        name: String,
+        #[arg(long, default_value = "dbytes-gateway/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Issue another access key to an existing user.
+    Key {
+        /// The user's id.
+        name: String,
+        #[arg(long, default_value = "dbytes-gateway/gateway.toml")]
+        config: PathBuf,
+    },
+    /// List users and their access key ids.
+    List {
+        #[arg(long, default_value = "dbytes-gateway/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Remove a user (refused while it owns buckets) or revoke one access
+    /// key (`--key`).
+    Remove {
+        /// The user's id.
+        name: String,
+        /// Revoke only this access key.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, default_value = "dbytes-gateway/gateway.toml")]
+        config: PathBuf,
+    },
+}
+
+pub fn run(command: GatewayCommand) -> anyhow::Result<()> {
+    match command {
+        GatewayCommand::Init { dir, mnemonic } => init(&dir, mnemonic.as_deref()),
+        GatewayCommand::User(command) => user(command),
+    }
+}
+
+/// Writes `dir/gateway.toml` and `dir/root-keystore.json`.
+fn init(dir: &Path, mnemonic: Option<&str>) -> anyhow::Result<()> {
+    let config = dir.join("gateway.toml");
+    anyhow::ensure!(
+        !config.exists(),
+        "{} already exists; this directory already holds a gateway",
+        config.display()
+    );
+    let password = std::env::var(PASSWORD_ENV).with_context(|| {
+        format!("set {PASSWORD_ENV} to the password that will protect the gateway's keystore")
+    })?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut rng = rand::thread_rng();
+    let root = match mnemonic {
+        Some(phrase) => RootSecret::from_phrase(phrase)?,
+        None => RootSecret::generate(&mut rng, 24)?,
+    };
+    let settings = GatewaySettings::default();
+    keystore::write_root(
+        &dir.join(&settings.secret.keystore),
+        &root,
+        &password,
+        &mut rng,
+    )?;
+    std::fs::write(&config, TEMPLATE).with_context(|| format!("writing {}", config.display()))?;
+    if mnemonic.is_none() {
+        println!("recovery phrase (write it down; it is the only backup of the gateway's keys):");
+        println!("  {}", root.phrase());
+    }
+    println!(
+        "wallet address (fund it with tokens for deals): {}",
+        root.address()?
+    );
+    println!("config: {}", config.display());
+    println!(
+        "next: add a user with `dbytes gateway user add <name> --config {}`",
+        config.display()
+    );
+    Ok(())
+}
+
+fn open_book(config: &Path) -> anyhow::Result<Book> {
+    let settings = GatewaySettings::load(config)?;
+    let path = settings.book_path();
+    Book::open(&path).with_context(|| {
+        format!(
+            "opening the book {}; if `dbytes gateway run` is using it, stop the gateway first",
+            path.display()
+        )
+    })
+}
+
+fn user(command: UserCommand) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    match command {
+        UserCommand::Add { name, config } => {
+            let book = open_book(&config)?;
+            book.add_user(&name, &name, now)?;
+            let key = book.issue_access_key(&name, now)?;
+            print_key(&key);
+        }
+        UserCommand::Key { name, config } => {
+            let book = open_book(&config)?;
+            let key = book.issue_access_key(&name, now)?;
+            print_key(&key);
+        }
+        UserCommand::List { config } => {
+            let book = open_book(&config)?;
+            for user in book.list_users()? {
+                let keys = book.list_access_keys(Some(&user.id))?;
+                let ids: Vec<&str> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
+                let buckets = book.list_buckets(&user.id)?.len();
+                println!("{}\tbuckets={buckets}\tkeys={}", user.id, ids.join(","));
+            }
+        }
+        UserCommand::Remove { name, key, config } => {
+            let book = open_book(&config)?;
+            match key {
+                Some(key) => {
+                    let owner = book
+                        .access_key(&key)?
+                        .with_context(|| format!("no access key {key}"))?;
+                    anyhow::ensure!(
+                        owner.user_id == name,
+                        "access key {key} belongs to {}, not {name}",
+                        owner.user_id
+                    );
+                    book.remove_access_key(&key)?;
+                    println!("revoked {key}");
+                }
+                None => {
+                    book.remove_user(&name)?;
+                    println!("removed {name}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_key(key: &dbytes_ledger::book::AccessKey) {
+    println!("user: {}", key.user_id);
+    println!("access key id: {}", key.access_key_id);
+    println!("secret access key: {}", key.secret_access_key);
+}
