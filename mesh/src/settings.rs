@@ -76,6 +76,26 @@ pub enum SettingsError {
     Zero(&'static str),
 }
 
+/// Relays as a config file lists them: `[]` for none, `["public"]` for
+/// number 0's public relays, or relay URLs.
+pub fn parse_relays(entries: &[String]) -> Result<Relays, SettingsError> {
+    Ok(match entries {
+        [] => Relays::Disabled,
+        [only] if only == "public" => Relays::Public,
+        urls => Relays::Custom(
+            urls.iter()
+                .map(|url| {
+                    if url == "public" {
+                        return Err(SettingsError::MixedRelays);
+                    }
+                    url.parse()
+                        .map_err(|_| SettingsError::InvalidRelay(url.clone()))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
 impl ProviderSettings {
     /// The node key file: `<data dir>/node.key`.
     pub fn node_key_path(&self) -> PathBuf {
@@ -94,21 +114,7 @@ impl ProviderSettings {
         if self.max_concurrent_requests == 0 {
             return Err(SettingsError::Zero("max_concurrent_requests"));
         }
-        let relays = match self.relays.as_slice() {
-            [] => Relays::Disabled,
-            [only] if only == "public" => Relays::Public,
-            urls => Relays::Custom(
-                urls.iter()
-                    .map(|url| {
-                        if url == "public" {
-                            return Err(SettingsError::MixedRelays);
-                        }
-                        url.parse()
-                            .map_err(|_| SettingsError::InvalidRelay(url.clone()))
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-        };
+        let relays = parse_relays(&self.relays)?;
         Ok(ProviderConfig {
             store: StoreConfig {
                 data_dir: self.data_dir.join("store"),
