@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 
@@ -347,6 +348,18 @@ pub async fn increase_time(endpoint: &str, secs: u64) -> Result<(), ChainError> 
     let _: serde_json::Value =
         dev_rpc(endpoint, "evm_increaseTime", serde_json::json!([secs])).await?;
     mine(endpoint, 1).await
+}
+
+/// On a development chain: sets `account`'s native balance to `wei` (gas
+/// for a local network's accounts).
+pub async fn set_balance(endpoint: &str, account: Address, wei: U256) -> Result<(), ChainError> {
+    let _: serde_json::Value = dev_rpc(
+        endpoint,
+        "anvil_setBalance",
+        serde_json::json!([account, format!("{wei:#x}")]),
+    )
+    .await?;
+    Ok(())
 }
 
 /// On a development chain: mines `blocks` blocks.
