@@ -1,5 +1,7 @@
 //! The redundancy policy of a segment: how many pieces, how many suffice.
 
+use crate::durability::{self, DurabilityError, DurabilityTarget};
+
 /// The most pieces a segment may have; keeps per-segment metadata and the
 /// number of providers a read or repair touches bounded.
 pub const MAX_PIECES: u16 = 255;
@@ -130,6 +132,13 @@ impl RedundancyPolicy {
     /// An upload is committed once this many pieces are stored.
     pub fn success_threshold(&self) -> u16 {
         self.success_threshold
+    }
+
+    /// The cheapest policy that loses a segment in a year with probability
+    /// at most `10^-target.nines` under the target's churn and repair time:
+    /// see [`crate::durability::plan`], which also says how durable it is.
+    pub fn for_durability(target: &DurabilityTarget) -> Result<Self, DurabilityError> {
+        durability::plan(target).map(|plan| plan.policy)
     }
 
     /// Stored bytes per byte of data: n / k.
