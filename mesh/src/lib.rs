@@ -24,11 +24,16 @@
 //! - [`chain::ChainDeals`] / [`chain::ChainSigner`]: the marketplace as the
 //!   deal authority and the provider wallet as the commitment signer.
 //! - [`settings::ProviderSettings`]: the operator's config-file form.
+//! - [`daemon::ProviderDaemon`]: the provider daemon (node + listing, deals,
+//!   proofs and claims loops + `/metrics`), its TOML config
+//!   ([`daemon::config::DaemonConfig`]) and `dbytes provider init`
+//!   ([`daemon::init::init_provider`]).
 
 pub mod audit;
 pub mod chain;
 pub mod client;
 pub mod commitment;
+pub mod daemon;
 pub mod deal;
 pub mod metrics;
 pub mod provider;

@@ -5,7 +5,8 @@
 //! `/metrics` endpoint serves ([`ProviderMetrics::register`]).
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Counter, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// Handles on every provider metric; clones share the same metrics.
@@ -30,6 +31,22 @@ pub struct ProviderMetrics {
     /// `dbytes_provider_rotted_pieces_total`: pieces found corrupt or missing
     /// (by the scrub, a read or an audit) and dropped.
     pub rotted_pieces: IntCounter,
+    /// `dbytes_provider_proofs_submitted_total`: deal periods proven on
+    /// chain by this daemon.
+    pub proofs_submitted: IntCounter,
+    /// `dbytes_provider_proofs_missed_total`: deal periods that closed
+    /// without a proof.
+    pub proofs_missed: IntCounter,
+    /// `dbytes_provider_earned_tokens_total`: tokens withdrawn from the
+    /// marketplace (whole tokens, fractional).
+    pub earned_tokens: Counter,
+    /// `dbytes_provider_credit_tokens`: tokens credited and not yet withdrawn.
+    pub credit_tokens: Gauge,
+    /// `dbytes_provider_deals{state}`: the provider's deals by state.
+    pub deals: IntGaugeVec,
+    /// `dbytes_provider_chain_errors_total{loop}`: failed runs of each chain
+    /// loop (listing, deals, proofs, claims).
+    pub chain_errors: IntCounterVec,
 }
 
 impl ProviderMetrics {
@@ -82,6 +99,37 @@ impl ProviderMetrics {
                 "dbytes_provider_rotted_pieces_total",
                 "Pieces found corrupt or missing and dropped.",
             ),
+            proofs_submitted: counter(
+                "dbytes_provider_proofs_submitted_total",
+                "Deal periods proven on chain by this provider.",
+            ),
+            proofs_missed: counter(
+                "dbytes_provider_proofs_missed_total",
+                "Deal periods that closed without a proof.",
+            ),
+            earned_tokens: Counter::new(
+                "dbytes_provider_earned_tokens_total",
+                "Tokens withdrawn from the marketplace.",
+            )
+            .expect("a valid metric name and help"),
+            credit_tokens: Gauge::new(
+                "dbytes_provider_credit_tokens",
+                "Tokens credited by the marketplace and not yet withdrawn.",
+            )
+            .expect("a valid metric name and help"),
+            deals: IntGaugeVec::new(
+                Opts::new("dbytes_provider_deals", "The provider's deals, by state."),
+                &["state"],
+            )
+            .expect("a valid metric name and labels"),
+            chain_errors: IntCounterVec::new(
+                Opts::new(
+                    "dbytes_provider_chain_errors_total",
+                    "Failed runs of the provider's chain loops, by loop.",
+                ),
+                &["loop"],
+            )
+            .expect("a valid metric name and labels"),
         }
     }
 
@@ -95,6 +143,12 @@ impl ProviderMetrics {
         registry.register(Box::new(self.scrubbed_pieces.clone()))?;
         registry.register(Box::new(self.scrubbed_bytes.clone()))?;
         registry.register(Box::new(self.rotted_pieces.clone()))?;
+        registry.register(Box::new(self.proofs_submitted.clone()))?;
+        registry.register(Box::new(self.proofs_missed.clone()))?;
+        registry.register(Box::new(self.earned_tokens.clone()))?;
+        registry.register(Box::new(self.credit_tokens.clone()))?;
+        registry.register(Box::new(self.deals.clone()))?;
+        registry.register(Box::new(self.chain_errors.clone()))?;
         Ok(())
     }
 }

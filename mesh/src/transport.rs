@@ -175,6 +175,26 @@ pub fn peer_addr(
     Ok(EndpointAddr::from_parts(id, addrs))
 }
 
+/// A listing's address hints as the chain stores them: the socket
+/// addresses, comma-separated, as UTF-8 text (`127.0.0.1:7700,[::1]:7700`).
+pub fn encode_address_hints(addrs: &[SocketAddr]) -> Vec<u8> {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+        .into_bytes()
+}
+
+/// The socket addresses in a listing's address hints; entries that are not
+/// socket addresses (hints come from strangers' listings) are skipped.
+pub fn parse_address_hints(hints: &[u8]) -> Vec<SocketAddr> {
+    String::from_utf8_lossy(hints)
+        .split(',')
+        .filter_map(|entry| entry.trim().parse().ok())
+        .collect()
+}
+
 /// The node secret kept in `path`, created (at random, readable by the owner
 /// only) if the file does not exist.
 pub fn load_or_create_node_secret(path: &Path) -> Result<NodeSecret, TransportError> {
@@ -197,20 +217,33 @@ pub fn load_or_create_node_secret(path: &Path) -> Result<NodeSecret, TransportEr
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let secret = NodeSecret::from_bytes(rand::random());
-            let tmp = path.with_extension("tmp");
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp).map_err(key_error("create"))?;
-            file.write_all(secret.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(key_error("write"))?;
-            std::fs::rename(&tmp, path).map_err(key_error("rename"))?;
+            write_node_secret(path, &secret)?;
             Ok(secret)
         }
         Err(err) => Err(key_error("read")(err)),
     }
+}
+
+/// Writes `secret` to `path` (readable by the owner only), replacing the
+/// file whole: a node key derived from a mnemonic, or a fresh one.
+pub fn write_node_secret(path: &Path, secret: &NodeSecret) -> Result<(), TransportError> {
+    let key_error = |action: &'static str| {
+        move |source| TransportError::KeyFile {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(key_error("create"))?;
+    file.write_all(secret.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(key_error("write"))?;
+    std::fs::rename(&tmp, path).map_err(key_error("rename"))
 }
 
 /// Why a frame could not be read from or written to a stream.
@@ -339,6 +372,22 @@ mod tests {
         let addr = peer_addr(id.as_bytes(), [SocketAddr::from(([127, 0, 0, 1], 9))], None).unwrap();
         assert_eq!(addr.id, id);
         assert_eq!(addr.ip_addrs().count(), 1);
+    }
+
+    #[test]
+    fn address_hints_round_trip_and_skip_garbage() {
+        let addrs = [
+            SocketAddr::from(([127, 0, 0, 1], 7700)),
+            "[::1]:7701".parse().unwrap(),
+        ];
+        let hints = encode_address_hints(&addrs);
+        assert_eq!(hints, b"127.0.0.1:7700,[::1]:7701");
+        assert_eq!(parse_address_hints(&hints), addrs);
+        assert_eq!(
+            parse_address_hints(b"nonsense, 10.0.0.1:1 ,\xff"),
+            vec![SocketAddr::from(([10, 0, 0, 1], 1))]
+        );
+        assert!(parse_address_hints(b"").is_empty());
     }
 
     #[test]
