@@ -16,6 +16,7 @@ use dbytes_ledger::{keys::RootSecret, keystore};
 use zeroize::Zeroizing;
 
 mod gateway_cli;
+mod placement_cli;
 
 /// dBytes: an S3-compatible gateway in front of a decentralized mesh of
 /// storage providers, settled on an EVM chain.
@@ -43,6 +44,9 @@ enum Command {
     /// Set up and run an S3 gateway; manage its users.
     #[command(subcommand)]
     Gateway(gateway_cli::GatewayCommand),
+    /// Plan redundancy: the cheapest k/n for a durability target.
+    #[command(subcommand)]
+    Placement(placement_cli::PlacementCommand),
     /// Get test tokens from the faucet (local networks).
     Faucet {
         /// Who receives them (default: the wallet).
@@ -369,6 +373,7 @@ fn tokens_u128(amount: U256, what: &str) -> anyhow::Result<u128> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Gateway(command) => gateway_cli::run(command)?,
+        Command::Placement(command) => placement_cli::run(command)?,
         Command::Wallet(WalletCommand::New {
             keystore: path,
             password,

@@ -48,6 +48,14 @@
 //! margin (r - k) is more than one piece, so the model is conservative there.
 //! Failures are independent: placement's region and operator spread is what
 //! makes that assumption reasonable.
+//!
+//! # The planner
+//!
+//! [`plan`] searches every (k, n, r) within bounds for the lowest expansion
+//! n/k (then the fewest pieces, then the lowest r) that reaches a target
+//! number of nines within a repair budget ([`DEFAULT_MAX_REPAIRS_PER_YEAR`]).
+//! Without the budget the answer is always "repair after every lost piece",
+//! which is cheap in disk and ruinous in repair traffic.
 
 use crate::policy::{MAX_PIECES, RedundancyPolicy};
 
@@ -64,6 +72,13 @@ pub const DEFAULT_MIN_DATA_PIECES: u16 = 2;
 /// The most pieces the planner considers by default: every piece is another
 /// provider to reach on each read and repair, and another deal to keep.
 pub const DEFAULT_MAX_TOTAL_PIECES: u16 = 60;
+
+/// The most repairs a year the planner allows a segment by default. Each
+/// repair reads k pieces, as much as the segment's data, so 2 a year read
+/// the stored data twice a year. Unbounded, the cheapest policy for any
+/// target repairs after every lost piece (r = n): dozens of repairs a year,
+/// whose traffic costs more than the storage it saves.
+pub const DEFAULT_MAX_REPAIRS_PER_YEAR: f64 = 2.0;
 
 /// Why a durability question has no answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -98,6 +113,15 @@ pub enum DurabilityError {
         /// The nines asked for.
         nines: f64,
     },
+    /// The repair budget must be a positive number of repairs a year.
+    #[error(
+        "the most repairs a year must be above 0 (got {max_repairs_per_year}); use \
+         infinity for no bound"
+    )]
+    InvalidRepairBudget {
+        /// The bound given.
+        max_repairs_per_year: f64,
+    },
     /// The bounds on k and n leave no policy to consider.
     #[error(
         "no policy has {min_data_pieces} <= k < n <= {max_total_pieces} (n is at most \
@@ -111,15 +135,18 @@ pub enum DurabilityError {
     },
     /// No policy within the bounds reaches the target.
     #[error(
-        "no policy with at most {max_total_pieces} pieces reaches {target_nines} nines under \
-         this churn and repair time (the best, {best}, reaches {best_nines:.1}); allow more \
-         pieces, repair faster or lower the target"
+        "no policy with at most {max_total_pieces} pieces and {max_repairs_per_year} repairs a \
+         year reaches {target_nines} nines under this churn and repair time (the most durable, \
+         {best}, reaches {best_nines:.1}); allow more pieces or repairs, repair faster or \
+         lower the target"
     )]
     Unreachable {
         /// The nines asked for.
         target_nines: f64,
         /// The most pieces allowed.
         max_total_pieces: u16,
+        /// The most repairs a year allowed.
+        max_repairs_per_year: f64,
         /// The most durable policy within the bounds.
         best: String,
         /// Its nines.
@@ -303,17 +330,21 @@ pub struct DurabilityTarget {
     pub min_data_pieces: u16,
     /// n at most this (and at most [`MAX_PIECES`]).
     pub max_total_pieces: u16,
+    /// Repairs of a segment a year at most this (`f64::INFINITY`: no bound).
+    pub max_repairs_per_year: f64,
 }
 
 impl DurabilityTarget {
     /// A target with the default bounds ([`DEFAULT_MIN_DATA_PIECES`] <= k,
-    /// n <= [`DEFAULT_MAX_TOTAL_PIECES`]).
+    /// n <= [`DEFAULT_MAX_TOTAL_PIECES`], at most
+    /// [`DEFAULT_MAX_REPAIRS_PER_YEAR`]).
     pub fn new(nines: f64, failures: FailureModel) -> Self {
         DurabilityTarget {
             nines,
             failures,
             min_data_pieces: DEFAULT_MIN_DATA_PIECES,
             max_total_pieces: DEFAULT_MAX_TOTAL_PIECES,
+            max_repairs_per_year: DEFAULT_MAX_REPAIRS_PER_YEAR,
         }
     }
 }
@@ -327,9 +358,10 @@ pub struct Plan {
     pub durability: Durability,
 }
 
-/// The cheapest policy meeting `target`: the lowest expansion n/k, then the
-/// fewest pieces, then the lowest repair threshold (the fewest repairs,
-/// since each one reads a whole segment's worth of pieces).
+/// The cheapest policy meeting `target` within its repair budget: the
+/// lowest expansion n/k, then the fewest pieces, then the lowest repair
+/// threshold (the fewest repairs, since each one reads a whole segment's
+/// worth of pieces).
 ///
 /// Searches every (k, n, r) within the bounds, O(n_max^4) operations: about
 /// 2 million for n <= 60, well under a millisecond in release builds.
@@ -337,6 +369,11 @@ pub fn plan(target: &DurabilityTarget) -> Result<Plan, DurabilityError> {
     if target.nines.is_nan() || target.nines <= 0.0 {
         return Err(DurabilityError::InvalidTarget {
             nines: target.nines,
+        });
+    }
+    if target.max_repairs_per_year.is_nan() || target.max_repairs_per_year <= 0.0 {
+        return Err(DurabilityError::InvalidRepairBudget {
+            max_repairs_per_year: target.max_repairs_per_year,
         });
     }
     let min_k = target.min_data_pieces.max(1);
@@ -347,7 +384,8 @@ pub fn plan(target: &DurabilityTarget) -> Result<Plan, DurabilityError> {
             max_total_pieces: target.max_total_pieces,
         });
     }
-    // (k, n, r) of the cheapest so far, and of the most durable.
+    // (k, n, r) of the cheapest so far, and of the most durable within the
+    // repair budget.
     let mut cheapest: Option<(u16, u16, u16)> = None;
     let mut most_durable: Option<((u16, u16, u16), f64)> = None;
     for n in min_k + 1..=max_n {
@@ -357,6 +395,9 @@ pub fn plan(target: &DurabilityTarget) -> Result<Plan, DurabilityError> {
             }
             for r in k..=n {
                 let durability = durability_of(k, n, r, &target.failures);
+                if durability.repairs_per_year() > target.max_repairs_per_year {
+                    continue;
+                }
                 if most_durable.is_none_or(|(_, nines)| durability.nines() > nines) {
                     most_durable = Some(((k, n, r), durability.nines()));
                 }
@@ -377,12 +418,15 @@ pub fn plan(target: &DurabilityTarget) -> Result<Plan, DurabilityError> {
             })
         }
         None => {
-            let ((k, n, r), best_nines) =
-                most_durable.unwrap_or(((min_k, max_n, max_n), f64::NEG_INFINITY));
+            let (best, best_nines) = match most_durable {
+                Some(((k, n, r), nines)) => (format!("k={k} n={n} repair threshold {r}"), nines),
+                None => ("none: every policy repairs more often".to_owned(), 0.0),
+            };
             Err(DurabilityError::Unreachable {
                 target_nines: target.nines,
                 max_total_pieces: max_n,
-                best: format!("k={k} n={n} repair threshold {r}"),
+                max_repairs_per_year: target.max_repairs_per_year,
+                best,
                 best_nines,
             })
         }

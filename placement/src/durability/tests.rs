@@ -223,32 +223,58 @@ fn published_schemes_and_the_default_policy_have_the_expected_order() {
     assert!(storj.repairs_per_year() > 0.0 && storj.repairs_per_year() < 10.0);
 }
 
+/// Whether `policy` meets the target's nines and repair budget.
+fn acceptable(target: &DurabilityTarget, policy: &RedundancyPolicy) -> bool {
+    let durability = target.failures.durability(policy);
+    durability.meets(target.nines) && durability.repairs_per_year() <= target.max_repairs_per_year
+}
+
 #[test]
 fn the_planner_finds_the_cheapest_policy_meeting_the_target() {
-    let target = DurabilityTarget::new(11.0, failures(0.05, 6.0));
-    let plan = plan(&target).unwrap();
-    let p = plan.policy;
-    assert!(plan.durability.meets(11.0));
-    assert!(p.data_pieces() >= 2 && p.total_pieces() <= 60);
-    // A lower repair threshold would miss the target.
-    if p.repair_threshold() > p.data_pieces() {
-        let lower = policy(p.data_pieces(), p.total_pieces(), p.repair_threshold() - 1);
-        assert!(!target.failures.durability(&lower).meets(11.0));
-    }
-    // No policy that expands less, whatever its repair threshold, meets it.
-    for n in 3..=60u16 {
-        for k in 2..n {
-            if u32::from(n) * u32::from(p.data_pieces())
-                < u32::from(p.total_pieces()) * u32::from(k)
-            {
-                let best = target.failures.durability(&policy(k, n, n));
-                assert!(
-                    !best.meets(11.0),
-                    "k={k} n={n} meets the target and is cheaper"
-                );
+    for max_repairs_per_year in [DEFAULT_MAX_REPAIRS_PER_YEAR, 1.0, f64::INFINITY] {
+        let mut target = DurabilityTarget::new(11.0, failures(0.05, 6.0));
+        target.max_total_pieces = 40;
+        target.max_repairs_per_year = max_repairs_per_year;
+        let plan = plan(&target).unwrap();
+        let p = plan.policy;
+        assert!(acceptable(&target, &p), "{p:?}");
+        assert!(p.data_pieces() >= 2 && p.total_pieces() <= 40);
+        // A lower repair threshold would miss the target.
+        if p.repair_threshold() > p.data_pieces() {
+            let lower = policy(p.data_pieces(), p.total_pieces(), p.repair_threshold() - 1);
+            assert!(!acceptable(&target, &lower));
+        }
+        // No policy that expands less, whatever its repair threshold, meets it.
+        for n in 3..=40u16 {
+            for k in 2..n {
+                if u32::from(n) * u32::from(p.data_pieces())
+                    < u32::from(p.total_pieces()) * u32::from(k)
+                {
+                    for r in k..=n {
+                        assert!(
+                            !acceptable(&target, &policy(k, n, r)),
+                            "k={k} n={n} r={r} meets the target and is cheaper than {p:?}"
+                        );
+                    }
+                }
             }
         }
     }
+}
+
+#[test]
+fn without_a_repair_budget_the_cheapest_policy_repairs_after_every_loss() {
+    let mut target = DurabilityTarget::new(11.0, failures(0.05, 6.0));
+    let budgeted = plan(&target).unwrap();
+    target.max_repairs_per_year = f64::INFINITY;
+    let unbounded = plan(&target).unwrap();
+    assert!(unbounded.policy.expansion_factor() < budgeted.policy.expansion_factor());
+    assert_eq!(
+        unbounded.policy.repair_threshold(),
+        unbounded.policy.total_pieces()
+    );
+    assert!(unbounded.durability.repairs_per_year() > 10.0);
+    assert!(budgeted.durability.repairs_per_year() <= DEFAULT_MAX_REPAIRS_PER_YEAR);
 }
 
 #[test]
