@@ -18,6 +18,7 @@
 //! and [`codec::decode_range`], [`metrics::GatewayMetrics`].
 
 pub mod codec;
+pub mod mesh;
 pub mod metrics;
 pub mod pipeline;
 pub mod s3;

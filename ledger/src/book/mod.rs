@@ -13,6 +13,7 @@
 //! Main types: [`Book`], [`Bucket`], [`ObjectVersion`], [`Manifest`],
 //! [`Upload`], [`Part`], [`FreeTask`], [`BookError`].
 
+mod deals;
 mod listing;
 mod multipart;
 mod objects;
@@ -32,6 +33,7 @@ use serde::de::DeserializeOwned;
 
 use crate::piece::PieceId;
 
+pub use deals::{DealPieces, DealSlot, PostedCommitment};
 pub use listing::{ListEntry, ListQuery, Listing, VersionEntry, VersionListing, VersionQuery};
 pub use multipart::{
     CompletedPart, Completion, NewUpload, PartListing, UploadEntry, UploadListing, UploadQuery,
