@@ -484,7 +484,7 @@ pub fn reference_schemes() -> [ReferenceScheme; 2] {
         },
         ReferenceScheme {
             name: "Sia 10/30",
-            // Health = (healthy - k) / (n - k) < 0.75  <=>  healthy < 25.
+            // Health read as (healthy - k) / (n - k): < 0.75  <=>  healthy < 25.
             policy: RedundancyPolicy::with_thresholds(10, 30, 25, 30)
                 .expect("Sia's scheme is a valid policy"),
             source: "renterd DefaultUploadSettings 10-of-30; autopilot.migrationHealthCutoff 0.75",
