@@ -19,4 +19,4 @@ pub mod selection;
 
 pub use durability::{Durability, DurabilityError, DurabilityTarget, FailureModel, Plan};
 pub use policy::{PolicyError, RedundancyPolicy};
-pub use selection::{Candidate, Constraints, SelectionError, select_providers};
+pub use selection::{Candidate, Constraints, Selection, SelectionError, select_providers};

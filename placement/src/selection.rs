@@ -15,7 +15,7 @@
 //!    `min(n, regions available)` regions: one region's outage or one
 //!    operator's mistake costs as few pieces as the market allows.
 //! 3. **Score** (second preference): price, measured latency and throughput,
-//!    proof score and failed audits (see [`Candidate::score`]'s weights).
+//!    proof score and failed audits (weights on `Candidate::score`).
 //! 4. **Load**: within the best spread group, the *good* providers (at
 //!    least half the best score) compete by power of two choices: two drawn
 //!    at random, the better one wins. The cheapest provider wins whenever it
