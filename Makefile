@@ -21,9 +21,12 @@ $(STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
 	cd $(CONTRACTS) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-## run: the main job.
+## run: the main job: the whole local network (anvil, the contracts, six
+## providers, a gateway with an S3 user) in ./dbytes-devnet, S3 on
+## 127.0.0.1:9000. Ctrl-C stops it; running it again resumes. DEVNET_ARGS
+## passes options, e.g. DEVNET_ARGS="--providers 10 --s3-port 9100".
 run: setup
-	cargo run --release -- --help
+	cargo run --release --locked -- devnet $(DEVNET_ARGS)
 
 ## test: formatting, lints, Rust tests, contract formatting and tests, and the
 ## check that the committed contract artifacts match the sources.
@@ -34,7 +37,9 @@ lint:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cd $(CONTRACTS) && $(FORGE) fmt --check
 
+# The daemon tests run `dbytes provider run` as child processes: build it first.
 test-rust: setup
+	cargo build --locked --bin dbytes
 	cargo nextest run --workspace --locked --profile $(NEXTEST_PROFILE)
 
 test-contracts: setup

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
+use dbytes_gateway::node::GatewayNode;
 use dbytes_gateway::settings::{GatewaySettings, TEMPLATE};
 use dbytes_ledger::book::Book;
 use dbytes_ledger::keys::RootSecret;
@@ -23,6 +24,13 @@ pub enum GatewayCommand {
         /// Restore from this recovery phrase instead of generating one.
         #[arg(long, env = "DBYTES_MNEMONIC", hide_env_values = true)]
         mnemonic: Option<String>,
+    },
+    /// Run the gateway: the S3 endpoint, the mesh store, the workers and
+    /// `/metrics`, until Ctrl-C.
+    Run {
+        /// The config file (`dbytes gateway init` writes one).
+        #[arg(long, default_value = "dbytes-gateway/gateway.toml")]
+        config: PathBuf,
     },
     /// Issue, list and revoke S3 users and their access keys (with the
     /// gateway stopped: the book is open by one process at a time).
@@ -64,9 +72,10 @@ pub enum UserCommand {
     },
 }
 
-pub fn run(command: GatewayCommand) -> anyhow::Result<()> {
+pub async fn run(command: GatewayCommand) -> anyhow::Result<()> {
     match command {
         GatewayCommand::Init { dir, mnemonic } => init(&dir, mnemonic.as_deref()),
+        GatewayCommand::Run { config } => serve(&config).await,
         GatewayCommand::User(command) => user(command),
     }
 }
@@ -110,6 +119,50 @@ fn init(dir: &Path, mnemonic: Option<&str>) -> anyhow::Result<()> {
         config.display()
     );
     Ok(())
+}
+
+/// Runs the gateway of `config` until Ctrl-C.
+async fn serve(config: &Path) -> anyhow::Result<()> {
+    init_logging();
+    let settings = GatewaySettings::load(config)?;
+    let password = if settings.secret.password_file.as_os_str().is_empty() {
+        std::env::var(PASSWORD_ENV).with_context(|| {
+            format!(
+                "set {PASSWORD_ENV} or [secret] password_file in {} to open the keystore",
+                config.display()
+            )
+        })?
+    } else {
+        let path = &settings.secret.password_file;
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the password file {}", path.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned()
+    };
+    let keystore = settings.secret.keystore.clone();
+    let root = tokio::task::spawn_blocking(move || keystore::read_root(&keystore, &password))
+        .await?
+        .with_context(|| format!("opening {}", settings.secret.keystore.display()))?;
+    let node = GatewayNode::start(&settings, &root).await?;
+    println!("S3 endpoint: http://{}", node.s3_addr());
+    if let Some(metrics) = node.metrics_addr() {
+        println!("metrics: http://{metrics}/metrics");
+    }
+    println!("wallet: {}  node: {}", node.wallet(), node.node_id());
+    tokio::signal::ctrl_c().await?;
+    println!("stopping the gateway");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: info).
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn open_book(config: &Path) -> anyhow::Result<Book> {

@@ -15,6 +15,7 @@ use dbytes_ledger::market::{self, ListingQuery, report};
 use dbytes_ledger::{keys::RootSecret, keystore};
 use zeroize::Zeroizing;
 
+mod devnet_cli;
 mod gateway_cli;
 mod placement_cli;
 
@@ -41,6 +42,9 @@ enum Command {
     /// Open, list, renew and terminate storage deals.
     #[command(subcommand)]
     Deal(DealCommand),
+    /// Run the whole local network: anvil, the contracts, providers and a
+    /// gateway with an S3 user (Ctrl-C stops it; run again to resume).
+    Devnet(devnet_cli::DevnetArgs),
     /// Set up and run an S3 gateway; manage its users.
     #[command(subcommand)]
     Gateway(gateway_cli::GatewayCommand),
@@ -372,7 +376,8 @@ fn tokens_u128(amount: U256, what: &str) -> anyhow::Result<u128> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Gateway(command) => gateway_cli::run(command)?,
+        Command::Devnet(args) => devnet_cli::run(args).await?,
+        Command::Gateway(command) => gateway_cli::run(command).await?,
         Command::Placement(command) => placement_cli::run(command)?,
         Command::Wallet(WalletCommand::New {
             keystore: path,

@@ -15,11 +15,15 @@
 //! [`pipeline::PieceStore`] (the seam to the mesh), [`pipeline::Pipeline`],
 //! [`codec::SegmentLayout`] (segment and piece sizes of a redundancy policy),
 //! [`codec::encode_segment`], [`codec::decode_segment`], [`codec::RangePlan`]
-//! and [`codec::decode_range`], [`metrics::GatewayMetrics`].
+//! and [`codec::decode_range`], [`metrics::GatewayMetrics`],
+//! [`settings::GatewaySettings`] (the config file), [`node::GatewayNode`]
+//! (a whole running gateway) and [`devnet::Devnet`] (the local network).
 
 pub mod codec;
+pub mod devnet;
 pub mod mesh;
 pub mod metrics;
+pub mod node;
 pub mod pipeline;
 pub mod s3;
 pub mod settings;

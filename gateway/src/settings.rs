@@ -65,9 +65,9 @@ pub struct StorageSettings {
     /// The book (`book.redb`), the market index and the node's state.
     pub data_dir: PathBuf,
     /// Data pieces per segment of new buckets.
-    pub data_pieces: usize,
+    pub data_pieces: u16,
     /// Pieces per segment (data + parity) of new buckets.
-    pub total_pieces: usize,
+    pub total_pieces: u16,
     /// Segments stored at once per upload.
     pub segments_in_flight: usize,
 }
