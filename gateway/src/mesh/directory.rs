@@ -20,7 +20,7 @@ use dbytes_ledger::commitment::{LEAF_SIZE, leaf_count_for};
 use dbytes_mesh::transport::peer_addr;
 use iroh::{EndpointAddr, EndpointId, RelayUrl};
 
-use super::select::Candidate;
+use dbytes_placement::Candidate;
 
 /// Where one piece goes: a deal and its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,10 @@ pub(crate) struct DealEntry {
     pub live: bool,
     /// Escrow it holds, in base units.
     pub escrow: U256,
+    /// The market's proof score of its provider (1 when unknown).
+    pub proof_score: f64,
+    /// Deal-periods its provider has proven (0 when unknown).
+    pub proofs_made: u64,
 }
 
 impl DealEntry {
@@ -127,6 +131,8 @@ impl DealEntry {
             price_per_gib_month: price,
             live: deal.deal.is_live_in(current_period),
             escrow: deal.deal.escrow(),
+            proof_score: 1.0,
+            proofs_made: 0,
         })
     }
 }
@@ -241,15 +247,20 @@ impl Directory {
         }
         best.into_values()
             .filter(|(_, entry)| !self.is_down(entry.node, now))
-            .map(|(_, entry)| {
+            .map(|(free_bytes, entry)| {
                 let health = self.health.get(&entry.node).copied().unwrap_or_default();
                 (
                     Candidate {
                         id: hex::encode(entry.node.as_bytes()),
+                        operator: None,
                         region: entry.region.clone(),
+                        free_bytes,
                         price_per_gib_month: entry.price_per_gib_month,
                         latency_ms: health.latency_ms,
-                        failures: health.failures,
+                        throughput_mbps: None,
+                        proof_score: entry.proof_score,
+                        proofs_made: entry.proofs_made,
+                        audits_failed: u64::from(health.failures),
                     },
                     Target {
                         deal: entry.deal,
@@ -355,6 +366,8 @@ mod tests {
             price_per_gib_month: 1,
             live: true,
             escrow: U256::ZERO,
+            proof_score: 1.0,
+            proofs_made: 0,
         }
     }
 

@@ -10,7 +10,7 @@
 //!   index, with providers whose listings accept automatically, within a
 //!   [`DealBudget`].
 //! - **Writes.** The n pieces of a segment go to n distinct providers
-//!   ([`select`]), spread over regions; a failed piece is retried on a
+//!   (the `placement` crate's provider selection), spread over regions; a failed piece is retried on a
 //!   spare provider. Each stored piece is audited (a few random leaves with
 //!   their proofs against the bytes sent) before it counts. Once the
 //!   policy's success threshold is stored the slowest uploads are
@@ -336,6 +336,25 @@ impl MeshPieceStore {
             .filter(|deal| deal.deal.consumer_node_id == inner.node_id)
             .filter_map(|deal| DealEntry::from_chain(deal, current, period_secs))
             .collect();
+        let mut entries = entries;
+        if let Some(market) = inner.market.clone() {
+            // The market's proof record of each provider, for placement.
+            let providers: Vec<Address> = entries.iter().map(|entry| entry.provider).collect();
+            let records = tokio::task::spawn_blocking(move || {
+                providers
+                    .iter()
+                    .map(|provider| market.provider(*provider).ok().flatten())
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|err| MeshStoreError::Task(err.to_string()))?;
+            for (entry, record) in entries.iter_mut().zip(records) {
+                if let Some(record) = record.filter(|record| record.proofs + record.missed > 0) {
+                    entry.proof_score = record.reputation.score();
+                    entry.proofs_made = record.proofs;
+                }
+            }
+        }
         let book = inner.book.clone();
         let pieces = blocking(move || book.all_deal_pieces()).await?;
         let spend: U256 = entries

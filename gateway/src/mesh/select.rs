@@ -1,26 +1,12 @@
-//! Which of the user's deals take the pieces of a segment.
+//! Which of the user's deals take the pieces of a segment: the `placement`
+//! crate's [`select_providers`] over the deals with room, best effort.
 //!
-//! One function, [`choose`], decides: distinct providers, healthy ones
-//! first, spread over regions, then the fastest and cheapest. It stands in
-//! for the `placement` crate's provider selection until that lands, and is
-//! the one place to switch over.
+//! The directory offers only live deals with room for the piece, one per
+//! provider, healthy providers only; this picks among them by spread and
+//! score. Fewer candidates than pieces is not an error here: the caller
+//! decides whether what can be placed meets the success threshold.
 
-use std::collections::BTreeSet;
-
-/// A provider that could take a piece, as the directory measured it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Candidate {
-    /// The provider's key (its node id); unique per provider.
-    pub id: String,
-    /// Its region code.
-    pub region: String,
-    /// Its price per GiB-month, in token base units.
-    pub price_per_gib_month: u128,
-    /// Measured latency of its recent requests, if any.
-    pub latency_ms: Option<f64>,
-    /// Its recent failed requests (reset by a success).
-    pub failures: u32,
-}
+use dbytes_placement::{Candidate, Constraints, select_providers};
 
 /// The providers chosen for a segment, by their index in the candidates.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -32,42 +18,34 @@ pub(crate) struct Choice {
     pub spares: Vec<usize>,
 }
 
-/// Chooses up to `pieces` distinct providers for the pieces and up to
-/// `spares` more. Fewer candidates than `pieces` give fewer picks (the
-/// caller decides whether that meets the success threshold); a duplicate
-/// id counts once.
-pub(crate) fn choose(candidates: &[Candidate], pieces: usize, spares: usize) -> Choice {
-    let mut seen = BTreeSet::new();
-    let mut order: Vec<usize> = (0..candidates.len())
-        .filter(|&index| seen.insert(candidates[index].id.as_str()))
-        .collect();
-    // Unmeasured providers rank as if they answered in 50 ms: new ones get
-    // traffic, slow ones lose it.
-    let latency = |candidate: &Candidate| candidate.latency_ms.unwrap_or(50.0);
-    order.sort_by(|&a, &b| {
-        let (a, b) = (&candidates[a], &candidates[b]);
-        a.failures
-            .cmp(&b.failures)
-            .then(latency(a).total_cmp(&latency(b)))
-            .then(a.price_per_gib_month.cmp(&b.price_per_gib_month))
-    });
-    let wanted = (pieces + spares).min(order.len());
-    let mut regions = BTreeSet::new();
-    let mut picked = Vec::with_capacity(wanted);
-    while picked.len() < wanted {
-        // The best remaining one in a new region, else the best remaining one.
-        let position = order
-            .iter()
-            .position(|&index| !regions.contains(candidates[index].region.as_str()))
-            .unwrap_or(0);
-        let index = order.remove(position);
-        regions.insert(candidates[index].region.as_str());
-        picked.push(index);
-    }
-    let spares = picked.split_off(pieces.min(picked.len()));
-    Choice {
-        pieces: picked,
+/// Chooses up to `pieces` distinct providers for pieces of
+/// `piece_size_bytes` and up to `spares` more.
+pub(crate) fn choose(
+    candidates: &[Candidate],
+    piece_size_bytes: u64,
+    pieces: usize,
+    spares: usize,
+) -> Choice {
+    let constraints = Constraints::new(piece_size_bytes);
+    let eligible = candidates
+        .iter()
+        .filter(|candidate| constraints.violations(candidate).is_empty())
+        .count();
+    let Ok(selection) = select_providers(
+        candidates,
+        &constraints,
+        pieces.min(eligible),
         spares,
+        &mut rand::thread_rng(),
+    ) else {
+        // Unreachable with at most `eligible` pieces asked; place nothing
+        // rather than fail the whole gateway.
+        return Choice::default();
+    };
+    let index_of = |id: &String| candidates.iter().position(|candidate| &candidate.id == id);
+    Choice {
+        pieces: selection.pieces.iter().filter_map(index_of).collect(),
+        spares: selection.spares.iter().filter_map(index_of).collect(),
     }
 }
 
@@ -75,41 +53,56 @@ pub(crate) fn choose(candidates: &[Candidate], pieces: usize, spares: usize) -> 
 mod tests {
     use super::*;
 
-    fn candidate(id: &str, region: &str, failures: u32, latency_ms: f64) -> Candidate {
+    fn candidate(id: &str, region: &str, free_bytes: u64) -> Candidate {
         Candidate {
             id: id.to_owned(),
+            operator: None,
             region: region.to_owned(),
+            free_bytes,
             price_per_gib_month: 1,
-            latency_ms: Some(latency_ms),
-            failures,
+            latency_ms: Some(5.0),
+            throughput_mbps: None,
+            proof_score: 1.0,
+            proofs_made: 0,
+            audits_failed: 0,
         }
     }
 
     #[test]
-    fn picks_distinct_healthy_providers_across_regions() {
+    fn picks_distinct_providers_across_regions_and_spares() {
         let candidates = [
-            candidate("a", "EU", 0, 5.0),
-            candidate("b", "EU", 0, 1.0),
-            candidate("c", "US", 0, 9.0),
-            candidate("d", "US", 3, 1.0),
-            candidate("b", "AS", 0, 1.0),
+            candidate("a", "EU", 1 << 20),
+            candidate("b", "EU", 1 << 20),
+            candidate("c", "US", 1 << 20),
+            candidate("d", "AS", 1 << 20),
         ];
-        let choice = choose(&candidates, 2, 1);
-        // The fastest (b, EU), then the best in a new region (c, US); the
-        // failing one only as the last resort.
-        assert_eq!(choice.pieces, vec![1, 2]);
-        assert_eq!(choice.spares, vec![0]);
-        let all = choose(&candidates, 3, 5);
-        assert_eq!(all.pieces.len() + all.spares.len(), 4);
-        assert_eq!(all.spares.last(), Some(&3));
+        let choice = choose(&candidates, 1000, 3, 1);
+        assert_eq!(choice.pieces.len(), 3);
+        assert_eq!(choice.spares.len(), 1);
+        let mut all: Vec<usize> = choice
+            .pieces
+            .iter()
+            .chain(&choice.spares)
+            .copied()
+            .collect();
+        all.sort();
+        assert_eq!(all, vec![0, 1, 2, 3]);
+        // The three pieces span the three regions.
+        let mut regions: Vec<&str> = choice
+            .pieces
+            .iter()
+            .map(|&index| candidates[index].region.as_str())
+            .collect();
+        regions.sort();
+        assert_eq!(regions, vec!["AS", "EU", "US"]);
     }
 
     #[test]
     fn too_few_candidates_give_fewer_picks() {
-        let candidates = [candidate("a", "EU", 0, 5.0)];
-        let choice = choose(&candidates, 3, 2);
-        assert_eq!(choice.pieces, vec![0]);
+        let candidates = [candidate("a", "EU", 1 << 20), candidate("b", "US", 10)];
+        let choice = choose(&candidates, 1000, 3, 2);
+        assert_eq!(choice.pieces, vec![0], "b has no room for the piece");
         assert!(choice.spares.is_empty());
-        assert_eq!(choose(&[], 3, 2), Choice::default());
+        assert_eq!(choose(&[], 1000, 3, 2), Choice::default());
     }
 }

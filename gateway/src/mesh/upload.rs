@@ -34,7 +34,12 @@ impl MeshPieceStore {
         let mut directory = lock(&self.inner.directory);
         let candidates = directory.candidates(piece_len, Instant::now());
         let (selection, targets): (Vec<_>, Vec<_>) = candidates.into_iter().unzip();
-        let choice = select::choose(&selection, pieces, self.inner.tuning.spare_providers);
+        let choice = select::choose(
+            &selection,
+            piece_len,
+            pieces,
+            self.inner.tuning.spare_providers,
+        );
         let mut reserve = |indexes: Vec<usize>| -> Vec<Target> {
             indexes
                 .into_iter()
