@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 mod devnet_cli;
 mod gateway_cli;
 mod placement_cli;
+mod provider_cli;
 
 /// dBytes: an S3-compatible gateway in front of a decentralized mesh of
 /// storage providers, settled on an EVM chain.
@@ -51,6 +52,9 @@ enum Command {
     /// Plan redundancy: the cheapest k/n for a durability target.
     #[command(subcommand)]
     Placement(placement_cli::PlacementCommand),
+    /// Run a storage provider: init, run, status, deals.
+    #[command(subcommand)]
+    Provider(provider_cli::ProviderCommand),
     /// Get test tokens from the faucet (local networks).
     Faucet {
         /// Who receives them (default: the wallet).
@@ -379,6 +383,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Devnet(args) => devnet_cli::run(args).await?,
         Command::Gateway(command) => gateway_cli::run(command).await?,
         Command::Placement(command) => placement_cli::run(command)?,
+        Command::Provider(command) => provider_cli::run(command).await?,
         Command::Wallet(WalletCommand::New {
             keystore: path,
             password,

@@ -141,9 +141,10 @@ async fn ensure_anchor(client: &ChainClient, period: u64, head: u64) -> LoopResu
             info!(period, block, "anchored the period's seed");
             Ok(())
         }
-        // Someone anchored it first, or the period just closed.
-        Err(ChainError::Refused(reason)) => {
-            debug!(period, %reason, "did not anchor the seed");
+        // Someone anchored it first (maybe in the same block), or the
+        // period just closed.
+        Err(err @ (ChainError::Refused(_) | ChainError::Reverted { .. })) => {
+            debug!(period, reason = %err, "did not anchor the seed");
             Ok(())
         }
         Err(err) => Err(format!(
