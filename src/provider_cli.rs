@@ -2,7 +2,7 @@
 //! calls `dbytes_mesh::daemon`; no logic lives here.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use alloy_primitives::U256;
 use anyhow::Context;
@@ -93,7 +93,7 @@ fn init_logging() {
         .try_init();
 }
 
-fn load(config: &PathBuf) -> anyhow::Result<DaemonConfig> {
+fn load(config: &Path) -> anyhow::Result<DaemonConfig> {
     DaemonConfig::load(config).with_context(|| {
         format!(
             "loading {} (create one with `dbytes provider init`)",

@@ -3,7 +3,7 @@
 //! rules, unless the operator decides (`decide = "operator"`), in which case
 //! they wait for `dbytes provider deals accept|decline`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use dbytes_ledger::chain::{Deal, DealState};
@@ -22,9 +22,18 @@ pub(crate) async fn provider_deals(context: &Context) -> Result<Vec<Deal>, Strin
         .provider_deal_ids(context.me)
         .await
         .map_err(|err| err.to_string())?;
+    // Closed deals never change again: only the others are read afresh.
+    let closed: HashMap<_, Deal> = context
+        .known()
+        .into_iter()
+        .filter(|deal| deal.state == DealState::Closed)
+        .map(|deal| (deal.id, deal))
+        .collect();
     let mut deals = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(deal) = client.deal(id).await.map_err(|err| err.to_string())? {
+        if let Some(deal) = closed.get(&id) {
+            deals.push(deal.clone());
+        } else if let Some(deal) = client.deal(id).await.map_err(|err| err.to_string())? {
             deals.push(deal);
         }
     }

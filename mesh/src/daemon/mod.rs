@@ -39,13 +39,14 @@ pub mod proofs;
 pub mod prove;
 pub mod state;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, B256, U256};
 use alloy_signer_local::PrivateKeySigner;
 use dbytes_ledger::chain::{ChainClient, ChainError, Deal, Deployment, RetryPolicy, WalletSource};
 use iroh::{EndpointAddr, EndpointId};
@@ -148,6 +149,9 @@ pub(crate) struct Context {
     metrics: ProviderMetrics,
     status: Mutex<StatusFile>,
     known: Mutex<Vec<Deal>>,
+    /// `(deal, period)` known to be proven, so each run asks the chain only
+    /// about what is still due.
+    proven: Mutex<HashSet<(U256, u64)>>,
 }
 
 impl Context {
@@ -162,6 +166,21 @@ impl Context {
 
     fn set_known(&self, deals: Vec<Deal>) {
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = deals;
+    }
+
+    fn is_known_proven(&self, deal: U256, period: u64) -> bool {
+        self.proven
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(deal, period))
+    }
+
+    /// Remembers that `deal` is proven for `period`, forgetting periods long
+    /// closed (they are never asked about again).
+    fn mark_proven(&self, deal: U256, period: u64) {
+        let mut proven = self.proven.lock().unwrap_or_else(|e| e.into_inner());
+        proven.retain(|(_, kept)| kept + 2 >= period);
+        proven.insert((deal, period));
     }
 }
 
@@ -419,6 +438,7 @@ impl ProviderDaemon {
             metrics,
             status: Mutex::new(status),
             known: Mutex::new(Vec::new()),
+            proven: Mutex::new(HashSet::new()),
         });
         let every = |secs| Duration::from_secs(secs).max(Duration::from_millis(200));
         let intervals = &config.intervals;

@@ -42,7 +42,10 @@ async fn prove_period(context: &Context, period: u64, head: u64) -> LoopResult {
     let client = &context.client;
     let mut due: Vec<(U256, Commitment)> = Vec::new();
     for deal in context.known() {
-        if !deal.is_live_in(period) || period < deal.settled_to {
+        if !deal.is_live_in(period)
+            || period < deal.settled_to
+            || context.is_known_proven(deal.id, period)
+        {
             continue;
         }
         let commitments = client
@@ -57,6 +60,7 @@ async fn prove_period(context: &Context, period: u64, head: u64) -> LoopResult {
             .await
             .map_err(|err| err.to_string())?
         {
+            context.mark_proven(deal.id, period);
             continue;
         }
         due.push((deal.id, commitment));
@@ -104,6 +108,9 @@ async fn prove_period(context: &Context, period: u64, head: u64) -> LoopResult {
         .await
         .map_err(|err| format!("submitting proofs for period {period} failed: {err}"))?;
     context.metrics.proofs_submitted.inc_by(accepted);
+    for proof in &batch {
+        context.mark_proven(proof.deal_id, period);
+    }
     let mut status = context.status();
     status.proofs_made += accepted;
     if accepted == batch.len() as u64 {
