@@ -154,3 +154,48 @@ pub fn init_provider(options: &InitOptions) -> Result<InitReport, InitError> {
         generated_phrase: generated.then(|| Zeroizing::new(root.phrase().to_string())),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::config::DaemonConfig;
+    use crate::transport::load_or_create_node_secret;
+
+    const PHRASE: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon \
+                          abandon abandon about";
+
+    #[test]
+    fn init_writes_a_config_keystore_and_node_key_from_the_phrase() {
+        let dir = std::env::temp_dir().join(format!(
+            "dbytes-mesh-init-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let options = InitOptions {
+            mnemonic: Some(Zeroizing::new(PHRASE.to_string())),
+            rpc_url: Some("http://127.0.0.1:8545".to_string()),
+            ..InitOptions::new(dir.clone(), Zeroizing::new("secret".to_string()))
+        };
+        let report = init_provider(&options).unwrap();
+        let root = RootSecret::from_phrase(PHRASE).unwrap();
+        assert_eq!(report.address, root.address().unwrap());
+        assert!(report.generated_phrase.is_none());
+
+        let config = DaemonConfig::load(&report.config).unwrap();
+        assert_eq!(config.mesh.data_dir, dir.join(DATA_DIR));
+        assert_eq!(config.wallet.keystore, dir.join(KEYSTORE_FILE));
+        assert_eq!(
+            config.chain.rpc_url.as_deref(),
+            Some("http://127.0.0.1:8545")
+        );
+        let opened = keystore::read_root(&config.wallet.keystore, "secret").unwrap();
+        assert_eq!(opened.address().unwrap(), report.address);
+        let node_key = load_or_create_node_secret(&config.mesh.node_key_path()).unwrap();
+        assert_eq!(node_key.as_bytes(), root.node_secret().as_bytes());
+        assert_eq!(report.node_id, node_id(&node_key).to_string());
+
+        // A second init into the same directory is refused.
+        assert!(matches!(init_provider(&options), Err(InitError::Exists(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

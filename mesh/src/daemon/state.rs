@@ -186,8 +186,8 @@ pub struct StatusFile {
     pub proofs_missed: u64,
     /// Tokens withdrawn from the marketplace, base units, decimal.
     pub withdrawn: String,
-    /// Last proven period per deal, and the first period not yet checked
-    /// for a miss (`deal -> period`).
+    /// Per deal, the first closed period not yet checked for a missed
+    /// proof (`deal -> period`).
     pub accounted_to: BTreeMap<String, u64>,
     /// The provider's deals.
     pub deals: Vec<DealStatus>,

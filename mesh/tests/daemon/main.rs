@@ -148,9 +148,9 @@ async fn a_put_killed_midway_leaves_no_corrupt_piece() {
     let network = Network::start("kill", 3600, 600).await;
     let mut provider = ProviderProcess::spawn(&network, "provider", ProviderSpec::new(2)).await;
     let consumer = Consumer::new(&network, CONSUMER).await;
-    let deal = consumer.open_deal(&provider, 32 << 20, 4).await;
+    let deal = consumer.open_deal(&provider, 16 << 20, 4).await;
     let addr = provider.addr();
-    let bytes = piece_bytes(16 << 20, 5);
+    let bytes = piece_bytes(8 << 20, 5);
     let piece = PieceId::of(&bytes);
 
     let put = {
@@ -159,20 +159,34 @@ async fn a_put_killed_midway_leaves_no_corrupt_piece() {
         let addr = addr.clone();
         tokio::spawn(async move { pieces.put_piece(&addr, deal, piece, &bytes).await })
     };
-    // Kill once a few MiB of the upload are on disk (in the store's tmp/).
+    // Kill once a MiB of the upload is on disk (in the store's tmp/).
     let data_dir = provider.dir.join("data");
-    wait_for("the upload is under way", 30, || async {
-        let under_way = walk(&data_dir).iter().any(|path| {
-            path.extension().is_some_and(|ext| ext == "part")
-                && std::fs::metadata(path).is_ok_and(|meta| meta.len() >= 2 << 20)
-        });
-        (under_way || put.is_finished()).then_some(())
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !walk(&data_dir).iter().any(|path| {
+        path.extension().is_some_and(|ext| ext == "part")
+            && std::fs::metadata(path).is_ok_and(|meta| meta.len() >= 1 << 20)
+    }) {
+        assert!(
+            !put.is_finished(),
+            "the put ended before it could be interrupted"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     provider.kill();
-    let _ = put.await;
+    // Over UDP the client learns of the death only at its idle timeout.
+    put.abort();
 
     provider.start().await;
+    assert!(
+        !walk(&data_dir)
+            .iter()
+            .any(|path| path.extension().is_some_and(|ext| ext == "part")),
+        "the interrupted upload's file is left after the restart"
+    );
     let addr = provider.addr();
     consumer.pieces.disconnect(addr.id);
     match consumer.pieces.get_piece(&addr, deal, piece).await {
