@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes, U256};
+use dbytes_ledger::chain::listing::MAX_ADDRESS_HINTS_BYTES;
 use dbytes_ledger::chain::units::{parse_bytes, parse_tokens};
 use dbytes_ledger::chain::{AcceptPolicy, Region, deployment};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -611,14 +612,23 @@ impl DaemonConfig {
 }
 
 impl ListingPlan {
-    /// The address hints to publish: the configured ones, else `bound`.
+    /// The address hints to publish: the configured ones, else `bound`, as
+    /// many as fit the registry's limit (a host with many interfaces binds
+    /// more addresses than a listing holds).
     pub fn hints(&self, bound: &[SocketAddr]) -> Bytes {
         let addrs = if self.address_hints.is_empty() {
             bound
         } else {
             &self.address_hints
         };
-        Bytes::from(crate::transport::encode_address_hints(addrs))
+        let mut fitting = addrs.len();
+        while fitting > 0
+            && crate::transport::encode_address_hints(&addrs[..fitting]).len()
+                > MAX_ADDRESS_HINTS_BYTES
+        {
+            fitting -= 1;
+        }
+        Bytes::from(crate::transport::encode_address_hints(&addrs[..fitting]))
     }
 }
 
@@ -876,6 +886,18 @@ mod tests {
         assert_eq!(numbers.listing.capacity_bytes, 1 << 30);
         let off = parse("[metrics]\nlisten_addr = \"off\"\n").unwrap();
         assert_eq!(off.check().unwrap().metrics_addr, None);
+    }
+
+    #[test]
+    fn address_hints_fit_the_listing() {
+        let plan = DaemonConfig::default().check().unwrap().listing;
+        let many: Vec<SocketAddr> = (0..100u16)
+            .map(|port| SocketAddr::from(([10, 0, 0, 1], 7000 + port)))
+            .collect();
+        let hints = plan.hints(&many);
+        assert!(hints.len() <= MAX_ADDRESS_HINTS_BYTES);
+        assert!(hints.starts_with(b"10.0.0.1:7000,10.0.0.1:7001"));
+        assert_eq!(plan.hints(&many[..1]).as_ref(), b"10.0.0.1:7000");
     }
 
     #[test]

@@ -103,10 +103,42 @@ async fn prove_period(context: &Context, period: u64, head: u64) -> LoopResult {
     if batch.is_empty() {
         return Ok(());
     }
-    let accepted = client
-        .submit_proofs(period, &batch)
-        .await
-        .map_err(|err| format!("submitting proofs for period {period} failed: {err}"))?;
+    let accepted = match client.submit_proofs(period, &batch).await {
+        Ok(accepted) => accepted,
+        // One deal the chain will not take (its commitment changed since it
+        // was read, say) must not sink the others' proofs: send them apart.
+        Err(err @ (ChainError::Refused(_) | ChainError::Reverted { .. })) if batch.len() > 1 => {
+            warn!(period, error = %err, "the batch of proofs was refused; sending them one by one");
+            let mut accepted = 0;
+            let mut kept = Vec::with_capacity(batch.len());
+            for proof in batch {
+                match client
+                    .submit_proofs(period, std::slice::from_ref(&proof))
+                    .await
+                {
+                    Ok(count) => {
+                        accepted += count;
+                        kept.push(proof);
+                    }
+                    Err(err @ (ChainError::Refused(_) | ChainError::Reverted { .. })) => {
+                        error!(deal = %proof.deal_id, period, error = %err, "a proof was refused");
+                    }
+                    Err(err) => {
+                        return Err(format!(
+                            "submitting proofs for period {period} failed: {err}"
+                        ));
+                    }
+                }
+            }
+            batch = kept;
+            accepted
+        }
+        Err(err) => {
+            return Err(format!(
+                "submitting proofs for period {period} failed: {err}"
+            ));
+        }
+    };
     context.metrics.proofs_submitted.inc_by(accepted);
     for proof in &batch {
         context.mark_proven(proof.deal_id, period);
