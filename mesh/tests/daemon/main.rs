@@ -291,6 +291,17 @@ async fn challenged_deals_are_proven_through_an_rpc_outage_and_earnings_withdraw
     ];
     commit_pieces(&consumer, &first, deals[0], 3).await;
     commit_pieces(&consumer, &second, deals[1], 2).await;
+    // A deal whose consumer deleted a committed piece cannot be proven; the
+    // provider's other deals must be proven all the same.
+    let broken = consumer.open_deal(&second, 1 << 20, 6).await;
+    let lost = commit_pieces(&consumer, &second, broken, 2).await;
+    assert!(
+        consumer
+            .pieces
+            .delete_piece(&second.addr(), broken, lost.pieces[0])
+            .await
+            .unwrap()
+    );
     let start = consumer
         .chain
         .deal(deals[0].0)
@@ -316,6 +327,7 @@ async fn challenged_deals_are_proven_through_an_rpc_outage_and_earnings_withdraw
         })
         .await;
     }
+    assert!(!consumer.chain.is_proven(broken.0, start).await.unwrap());
 
     // An RPC outage over a period boundary: the daemons wait it out.
     network.proxy.cut();
@@ -381,13 +393,24 @@ async fn challenged_deals_are_proven_through_an_rpc_outage_and_earnings_withdraw
     .await;
     network.go_to(&consumer.chain, start + 4, GRACE + 5).await;
     second.start().await;
+    let missed = |status: &dbytes_mesh::daemon::state::StatusFile, deal: DealId| {
+        status
+            .deals
+            .iter()
+            .find(|entry| entry.deal == deal.to_string())
+            .map_or(0, |entry| entry.missed)
+    };
     let status = wait_for(
-        "the restarted daemon counts the missed period",
+        "the restarted daemon counts the missed periods",
         60,
-        || async { second.status().filter(|status| status.proofs_missed >= 1) },
+        || async {
+            second
+                .status()
+                .filter(|status| missed(status, deals[1]) >= 1 && missed(status, broken) >= 3)
+        },
     )
     .await;
-    assert_eq!(status.proofs_missed, 1, "{status:?}");
+    assert_eq!(missed(&status, deals[1]), 1, "{status:?}");
     assert!(
         !consumer
             .chain
