@@ -722,7 +722,8 @@ max_periods = 1000
 # allowed) or collateral_per_gib tokens per GiB, whichever is larger.
 collateral_bps = 20000
 collateral_per_gib = "0"
-# Tokens to keep in the collateral pool (topped up on start).
+# Tokens to keep in the collateral pool (topped up on start). Every deal locks
+# collateral from it: with none, no deal can open.
 collateral_deposit = "0"
 # Region code, e.g. "DE"; empty for none.
 region = ""
