@@ -62,7 +62,7 @@ async fn local_network_serves_aws_cli_rclone_and_boto3_and_survives_n_minus_k_pr
         .expect("the local network starts");
     // The boto3 suite expects users with no buckets of their own yet.
     let book = devnet.gateway().gateway().book();
-    let mut key = |user: &str| {
+    let key = |user: &str| {
         book.add_user(user, user, 0).expect("add a user");
         book.issue_access_key(user, 0).expect("issue a key")
     };
