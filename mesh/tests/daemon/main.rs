@@ -380,6 +380,19 @@ async fn challenged_deals_are_proven_through_an_rpc_outage_and_earnings_withdraw
 
     // A daemon that is down over a whole period misses it, and says so
     // once it is back.
+    wait_for(
+        "the current period is proven before the kill",
+        60,
+        || async {
+            consumer
+                .chain
+                .is_proven(deals[1].0, start + 2)
+                .await
+                .ok()
+                .filter(|proven| *proven)
+        },
+    )
+    .await;
     second.kill();
     network.go_to(&consumer.chain, start + 3, 5).await;
     wait_for("the running daemon proves the period", 60, || async {
