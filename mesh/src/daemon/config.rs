@@ -16,7 +16,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes, U256};
 use dbytes_ledger::chain::listing::MAX_ADDRESS_HINTS_BYTES;
@@ -603,11 +602,6 @@ impl DaemonConfig {
             },
             metrics_addr,
         })
-    }
-
-    /// The loop intervals as durations.
-    pub fn interval(&self, secs: u64) -> Duration {
-        Duration::from_secs(secs.max(1))
     }
 }
 
