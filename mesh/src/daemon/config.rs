@@ -73,7 +73,7 @@ pub struct ChainSettings {
     pub rpc_url: Option<String>,
     /// The deployment file written by `dbytes contracts deploy`.
     pub deployment: PathBuf,
-    /// How long start-up keeps trying an unreachable endpoint.
+    /// How long start-up keeps trying an unreachable endpoint (0: forever).
     pub connect_timeout_secs: u64,
 }
 
@@ -694,7 +694,7 @@ scrub_interval_secs = {scrub_interval}
 {rpc_url}
 # The deployment file written by `dbytes contracts deploy`.
 deployment = {deployment}
-# How long start-up waits for an unreachable endpoint.
+# How long start-up waits for an unreachable endpoint (0: for ever).
 connect_timeout_secs = 120
 
 [wallet]

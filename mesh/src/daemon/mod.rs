@@ -323,7 +323,9 @@ pub async fn connect(
     wallet: Option<PrivateKeySigner>,
 ) -> Result<ChainClient, DaemonError> {
     let deployment = Deployment::load(&config.chain.deployment)?;
-    let deadline = Instant::now() + Duration::from_secs(config.chain.connect_timeout_secs);
+    // 0: keep trying for as long as it takes.
+    let deadline = (config.chain.connect_timeout_secs > 0)
+        .then(|| Instant::now() + Duration::from_secs(config.chain.connect_timeout_secs));
     let mut failures = 0;
     loop {
         match ChainClient::connect(
@@ -342,7 +344,7 @@ pub async fn connect(
                 };
                 return Ok(client.with_retry(retry, Duration::from_secs(60)));
             }
-            Err(err) if err.is_transient() && Instant::now() < deadline => {
+            Err(err) if err.is_transient() && deadline.is_none_or(|at| Instant::now() < at) => {
                 failures += 1;
                 let pause = backoff(failures, Duration::from_secs(10));
                 warn!(error = %err, retry_in = ?pause, "the chain is unreachable; retrying");

@@ -450,7 +450,29 @@ async fn proposals_are_accepted_or_declined_by_the_rules() {
         // Above the listing's ask of 1: proposals at the ask are too cheap.
         ("POLICY_MIN_PRICE_PER_GIB_MONTH", "2".to_string()),
     ];
-    let provider = ProviderProcess::spawn(&network, "rules", spec).await;
+    // Started while the chain is unreachable, the daemon waits for it.
+    network.proxy.cut();
+    let log = network.dir.path().join("rules").join("daemon.log");
+    let restore = async {
+        // Once it said so (or after a minute, and the assertion fails).
+        for _ in 0..600 {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            if said.contains("the chain is unreachable; retrying") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        network.proxy.restore();
+    };
+    let (provider, ()) = tokio::join!(ProviderProcess::spawn(&network, "rules", spec), restore);
+    assert!(
+        provider
+            .log()
+            .contains("the chain is unreachable; retrying"),
+        "{}",
+        provider.log()
+    );
     let mut operated = ProviderSpec::new(3);
     operated.accept = "manual";
     operated.extra = vec![("POLICY_DECIDE", "operator".to_string())];
