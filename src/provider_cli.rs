@@ -83,16 +83,6 @@ pub enum DealAction {
     },
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: info).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn load(config: &Path) -> anyhow::Result<DaemonConfig> {
     DaemonConfig::load(config).with_context(|| {
         format!(
@@ -162,7 +152,7 @@ pub async fn run(command: ProviderCommand) -> anyhow::Result<()> {
             );
         }
         ProviderCommand::Run { config } => {
-            init_logging();
+            crate::gateway_cli::init_logging();
             let daemon = ProviderDaemon::start(load(&config)?).await?;
             println!("node id: {}", daemon.node_id());
             println!("wallet:  {}", daemon.wallet());
