@@ -71,7 +71,8 @@ impl MeshPieceStore {
 
     /// [`crate::pipeline::PieceStore::fetch_pieces`] on the mesh: the
     /// healthy providers first (in the caller's order among them), `needed`
-    /// plus a few spares at once, another whenever one fails; the rest are
+    /// plus a few spares at once, another whenever one fails or none has
+    /// answered for [`super::MeshTuning::hedge_after`]; the rest are
     /// cancelled once `needed` have arrived.
     pub(super) async fn fetch(
         &self,
@@ -99,7 +100,22 @@ impl MeshPieceStore {
             fetches.push(self.fetch_one(index, &requests[index]));
         }
         let mut arrived = 0;
-        while let Some((index, bytes)) = fetches.next().await {
+        let hedge = self.inner.tuning.hedge_after;
+        loop {
+            // A provider that has not answered within `hedge_after` is not
+            // waited for alone: the next candidate starts alongside it (a
+            // dead provider's cached connection can hold a request until
+            // its timeout, tens of seconds).
+            let (index, bytes) = match tokio::time::timeout(hedge, fetches.next()).await {
+                Ok(Some(done)) => done,
+                Ok(None) => break,
+                Err(_) => {
+                    if let Some(next) = waiting.pop_front() {
+                        fetches.push(self.fetch_one(next, &requests[next]));
+                    }
+                    continue;
+                }
+            };
             match bytes {
                 Some(bytes) => {
                     out[index] = Some(bytes);

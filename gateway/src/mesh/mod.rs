@@ -89,6 +89,10 @@ pub struct MeshTuning {
     pub spare_providers: usize,
     /// Extra pieces requested at once on a read beyond those needed.
     pub read_spares: usize,
+    /// A read waits this long for any provider to answer before it asks
+    /// one more (the long tail: a provider that died with its connection
+    /// open would otherwise hold the read until its timeout).
+    pub hedge_after: Duration,
     /// How often the deal list is read again from the chain.
     pub refresh_interval: Duration,
     /// How often changed deals are committed (at most once per period each).
@@ -104,6 +108,7 @@ impl Default for MeshTuning {
             audit_leaves: 8,
             spare_providers: 2,
             read_spares: 1,
+            hedge_after: Duration::from_secs(2),
             refresh_interval: Duration::from_secs(60),
             commit_interval: Duration::from_secs(60),
             down_for: Duration::from_secs(30),
