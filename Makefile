@@ -10,7 +10,7 @@ FORGE     := $(abspath $(CONTRACTS))/node_modules/@foundry-rs/forge-$(FOUNDRY_PL
 STAMP     := $(CONTRACTS)/node_modules/.dbytes-setup
 NEXTEST_PROFILE := $(if $(CI),ci,default)
 
-.PHONY: setup run test test-rust test-contracts lint bench bench-codec clean artifacts \
+.PHONY: setup run test test-rust test-contracts lint bench bench-codec bench-gateway clean artifacts \
 	check-artifacts gas
 
 ## setup: install the pinned contract toolchain (forge, anvil, cast, solcjs,
@@ -73,10 +73,15 @@ gas: setup
 	@sed -n 's/^ *\(gas [A-Za-z0-9_]*=[0-9]*\) *$$/\1/p' $(GAS_LOG)
 
 ## bench: every benchmark; bench-codec: the codec alone.
-bench: bench-codec
+bench: bench-codec bench-gateway
 
 bench-codec:
 	cargo bench -p dbytes-gateway --bench codec
+
+## bench-gateway: a 1 GiB object through the S3 API (aws-cli) on a local
+## network of 10 providers with stores on tmpfs (DBYTES_BENCH_MIB to change).
+bench-gateway: setup
+	cargo bench -p dbytes-gateway --bench gateway
 
 clean:
 	cargo clean
