@@ -46,7 +46,13 @@ fn peak_rss_mib() -> f64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
@@ -178,7 +184,10 @@ fn main() {
         .build()
         .expect("a runtime");
     let scratch = scratch();
-    eprintln!("scratch (provider stores, files): {}", scratch.path().display());
+    eprintln!(
+        "scratch (provider stores, files): {}",
+        scratch.path().display()
+    );
     let mut options = DevnetOptions::new(scratch.path().join("net"), PROVIDERS);
     options.s3_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     options.redundancy = REDUNDANCY;
@@ -207,8 +216,20 @@ fn main() {
 
     client.aws(&["s3", "mb", "s3://bench"]);
     reset_peak_rss();
-    let put = client.aws(&["s3", "cp", "--no-progress", &file_arg, "s3://bench/object.bin"]);
-    let get = client.aws(&["s3", "cp", "--no-progress", "s3://bench/object.bin", &back_arg]);
+    let put = client.aws(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        &file_arg,
+        "s3://bench/object.bin",
+    ]);
+    let get = client.aws(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        "s3://bench/object.bin",
+        &back_arg,
+    ]);
     let peak = peak_rss_mib();
     assert_eq!(
         std::fs::metadata(&back).map(|m| m.len()).unwrap_or(0),
@@ -226,7 +247,13 @@ fn main() {
     for _ in 0..lost {
         runtime.block_on(devnet.stop_provider(0));
     }
-    let degraded = client.aws(&["s3", "cp", "--no-progress", "s3://bench/object.bin", &back_arg]);
+    let degraded = client.aws(&[
+        "s3",
+        "cp",
+        "--no-progress",
+        "s3://bench/object.bin",
+        &back_arg,
+    ]);
     let same = std::fs::read(&file).ok() == std::fs::read(&back).ok();
     assert!(same, "the degraded read is byte-identical");
 
