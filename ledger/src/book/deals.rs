@@ -106,42 +106,52 @@ fn read_deal(
         .transpose()
 }
 
+/// [`Book::add_deal_slots`] inside `txn` (the repair worker lists
+/// regenerated pieces in the same commit that updates their manifest).
+pub(crate) fn add_deal_slots_in(
+    txn: &redb::WriteTransaction,
+    slots: &[(U256, DealSlot)],
+) -> Result<usize, BookError> {
+    let mut added = 0;
+    {
+        let mut pieces = txn.open_table(DEAL_PIECES)?;
+        let mut rows = txn.open_table(DEAL_SLOTS)?;
+        let mut books = txn.open_table(DEAL_BOOKS)?;
+        for (deal, slot) in slots {
+            let deal = *deal;
+            let key = piece_key(deal, &slot.piece);
+            if pieces.get(key.as_slice())?.is_some() {
+                continue;
+            }
+            let mut book = read_deal(&books, deal)?.unwrap_or(DealPieces {
+                deal,
+                pieces: 0,
+                max_piece_leaves: 0,
+                generation: 0,
+                next_slot: 0,
+                committed: None,
+            });
+            let number = book.next_slot;
+            book.next_slot += 1;
+            book.pieces += 1;
+            book.generation += 1;
+            book.max_piece_leaves = book.max_piece_leaves.max(slot.leaf_count);
+            pieces.insert(key.as_slice(), number)?;
+            rows.insert(slot_key(deal, number).as_slice(), encode(slot).as_slice())?;
+            books.insert(deal_key(deal).as_slice(), encode(&book).as_slice())?;
+            added += 1;
+        }
+    }
+    Ok(added)
+}
+
 impl Book {
     /// Lists each `(deal, slot)` as the last piece of its deal, in one
     /// transaction. A piece a deal lists already is left where it is.
     /// Returns how many were added.
     pub fn add_deal_slots(&self, slots: &[(U256, DealSlot)]) -> Result<usize, BookError> {
         let txn = self.db.begin_write()?;
-        let mut added = 0;
-        {
-            let mut pieces = txn.open_table(DEAL_PIECES)?;
-            let mut rows = txn.open_table(DEAL_SLOTS)?;
-            let mut books = txn.open_table(DEAL_BOOKS)?;
-            for (deal, slot) in slots {
-                let deal = *deal;
-                let key = piece_key(deal, &slot.piece);
-                if pieces.get(key.as_slice())?.is_some() {
-                    continue;
-                }
-                let mut book = read_deal(&books, deal)?.unwrap_or(DealPieces {
-                    deal,
-                    pieces: 0,
-                    max_piece_leaves: 0,
-                    generation: 0,
-                    next_slot: 0,
-                    committed: None,
-                });
-                let number = book.next_slot;
-                book.next_slot += 1;
-                book.pieces += 1;
-                book.generation += 1;
-                book.max_piece_leaves = book.max_piece_leaves.max(slot.leaf_count);
-                pieces.insert(key.as_slice(), number)?;
-                rows.insert(slot_key(deal, number).as_slice(), encode(slot).as_slice())?;
-                books.insert(deal_key(deal).as_slice(), encode(&book).as_slice())?;
-                added += 1;
-            }
-        }
+        let added = add_deal_slots_in(&txn, slots)?;
         txn.commit()?;
         Ok(added)
     }

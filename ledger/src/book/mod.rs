@@ -18,6 +18,7 @@ mod listing;
 mod multipart;
 mod objects;
 mod records;
+mod repairs;
 mod row_key;
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,7 @@ pub use records::{
     ManifestPart, NewData, ObjectHeaders, ObjectVersion, Part, PieceRecord, Placement, Redundancy,
     SegmentRecord, UnixMillis, Upload, User, VersionId, Versioning, WriteCondition,
 };
+pub use repairs::{RepairOutcome, RepairTask, SegmentRef};
 
 /// Counters (`seq`: the next sequence number for versions, uploads and frees).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

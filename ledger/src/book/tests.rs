@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
+use alloy_primitives::U256;
 use proptest::prelude::*;
 
 use super::*;
@@ -692,4 +693,87 @@ proptest! {
             prop_assert_eq!(current_keys(&book, &bucket), current);
         }
     }
+}
+
+#[test]
+fn the_repair_queue_persists_orders_by_health_and_swaps_pieces_in_one_commit() {
+    let path = std::env::temp_dir().join(format!("dbytes-repairs-{}.redb", rand::random::<u64>()));
+    let (segment, old_piece) = {
+        let book = Book::open(&path).unwrap();
+        book.add_user("alice", "Alice", NOW).unwrap();
+        let bucket = book
+            .create_bucket("photos", "alice", redundancy(), NOW)
+            .unwrap();
+        let version = new_version("a", "e1", NewData::Pieces(manifest(1)));
+        let key_id = version.key_id;
+        book.put_version(&bucket.name, &bucket.id, version, NOW)
+            .unwrap();
+        let scanned = book.all_manifests().unwrap();
+        assert_eq!(scanned.len(), 1);
+        assert_eq!((scanned[0].0, scanned[0].1), (bucket.id, key_id));
+        let segment = SegmentRef {
+            bucket: bucket.id,
+            key_id,
+            part: 0,
+            segment: 0,
+        };
+        let other = SegmentRef {
+            segment: 1,
+            ..segment
+        };
+        for (segment, healthy) in [(other, 2), (segment, 1)] {
+            book.queue_repair(&RepairTask {
+                segment,
+                healthy,
+                unhealthy: vec![0],
+                queued_ms: NOW,
+                attempts: 0,
+            })
+            .unwrap();
+        }
+        book.retry_repair(&segment).unwrap();
+        book.finish_repair(&other).unwrap();
+        (segment, scanned[0].2.parts[0].segments[0].pieces[0].clone())
+    };
+    // A restarted gateway finds the queue where it was.
+    let book = Book::open(&path).unwrap();
+    let queue = book.repair_queue().unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!((queue[0].segment, queue[0].attempts), (segment, 1));
+
+    let new_place = Placement {
+        provider: "provider-9".into(),
+        detail: U256::from(9).to_be_bytes::<32>().to_vec(),
+    };
+    let fresh = PieceRecord {
+        id: old_piece.id,
+        placement: Some(new_place.clone()),
+    };
+    let slot = DealSlot {
+        piece: old_piece.id,
+        root: alloy_primitives::B256::repeat_byte(7),
+        leaf_count: 4,
+    };
+    let outcome = book
+        .repair_segment(&segment, &[(0, fresh)], &[(U256::from(9), slot)], NOW)
+        .unwrap();
+    assert_eq!(outcome, RepairOutcome::Applied);
+    let manifest = book
+        .manifest(&segment.bucket, &segment.key_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        manifest.parts[0].segments[0].pieces[0].placement,
+        Some(new_place)
+    );
+    assert_eq!(book.deal_slots(U256::from(9)).unwrap(), vec![slot]);
+    let frees = book.pending_frees().unwrap();
+    assert_eq!(frees.len(), 1);
+    assert_eq!(
+        frees[0].pieces,
+        vec![(old_piece.id, old_piece.placement.unwrap())]
+    );
+    assert!(book.repair_queue().unwrap().is_empty());
+    drop(book);
+    let _ = std::fs::remove_file(&path);
 }

@@ -1,0 +1,236 @@
+//! The repair queue: segments that have lost pieces, kept in the book so a
+//! restarted gateway resumes where it stopped, and the one transaction that
+//! swaps a repaired segment's pieces in.
+//!
+//! A segment is named by its manifest (bucket, key id), its part and its
+//! index ([`SegmentRef`]). The queue is small (segments below full health),
+//! so it is read whole and ordered by how few healthy pieces each segment
+//! has left: the most endangered first.
+
+use alloy_primitives::U256;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::deals::add_deal_slots_in;
+use super::{
+    Book, BookError, BucketId, DealSlot, KeyId, MANIFESTS, Manifest, PieceRecord, Placement,
+    UnixMillis, decode, encode, queue_free_in,
+};
+use crate::piece::PieceId;
+
+/// `bucket ‖ key id ‖ part ‖ segment` -> [`RepairTask`].
+const REPAIRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("repairs");
+
+/// One segment of one object version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SegmentRef {
+    /// The bucket.
+    pub bucket: BucketId,
+    /// The key id the version's manifest is stored under.
+    pub key_id: KeyId,
+    /// The part of the manifest.
+    pub part: u32,
+    /// The segment in the part.
+    pub segment: u32,
+}
+
+impl SegmentRef {
+    fn manifest_row(&self) -> Vec<u8> {
+        let mut row = Vec::with_capacity(32);
+        row.extend_from_slice(&self.bucket.0);
+        row.extend_from_slice(&self.key_id.0);
+        row
+    }
+
+    fn row(&self) -> Vec<u8> {
+        let mut row = self.manifest_row();
+        row.extend_from_slice(&self.part.to_be_bytes());
+        row.extend_from_slice(&self.segment.to_be_bytes());
+        row
+    }
+}
+
+/// A segment waiting for repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairTask {
+    /// The segment.
+    pub segment: SegmentRef,
+    /// Pieces found healthy when it was queued.
+    pub healthy: u16,
+    /// The piece indexes found unhealthy (missing, unreachable or failing
+    /// audits).
+    pub unhealthy: Vec<u16>,
+    /// When it was queued.
+    pub queued_ms: UnixMillis,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// What [`Book::repair_segment`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairOutcome {
+    /// The manifest now lists the new pieces.
+    Applied,
+    /// The version was deleted (or the segment changed) meanwhile: the new
+    /// pieces were queued for freeing instead.
+    Gone,
+}
+
+impl Book {
+    /// Every manifest in the book with the bucket and key id it is stored
+    /// under (the repair worker's health scan). Reads them all: call it
+    /// rarely.
+    pub fn all_manifests(&self) -> Result<Vec<(BucketId, KeyId, Manifest)>, BookError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MANIFESTS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let key = key.value();
+            let (Ok(bucket), Ok(key_id)) = (
+                <[u8; 16]>::try_from(&key[..16.min(key.len())]),
+                <[u8; 16]>::try_from(&key[16.min(key.len())..]),
+            ) else {
+                return Err(BookError::Corrupt {
+                    table: "manifests",
+                    reason: format!("a row key of {} bytes, not 32", key.len()),
+                });
+            };
+            out.push((
+                BucketId(bucket),
+                KeyId(key_id),
+                decode("manifests", value.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Queues `task` (replacing an earlier task for the same segment, but
+    /// keeping its attempt count).
+    pub fn queue_repair(&self, task: &RepairTask) -> Result<(), BookError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(REPAIRS)?;
+            let row = task.segment.row();
+            let mut task = task.clone();
+            if let Some(old) = table.get(row.as_slice())? {
+                let old: RepairTask = decode("repairs", old.value())?;
+                task.attempts = task.attempts.max(old.attempts);
+                task.queued_ms = old.queued_ms;
+            }
+            table.insert(row.as_slice(), encode(&task).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The queue, fewest healthy pieces first (then oldest first).
+    pub fn repair_queue(&self) -> Result<Vec<RepairTask>, BookError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(REPAIRS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(err) => return Err(err.into()),
+        };
+        let mut tasks = Vec::new();
+        for row in table.iter()? {
+            let (_, value) = row?;
+            tasks.push(decode::<RepairTask>("repairs", value.value())?);
+        }
+        tasks.sort_by_key(|task| (task.healthy, task.queued_ms));
+        Ok(tasks)
+    }
+
+    /// Drops a segment from the queue (healthy again, or gone).
+    pub fn finish_repair(&self, segment: &SegmentRef) -> Result<(), BookError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(REPAIRS)?.remove(segment.row().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt at repairing `segment`.
+    pub fn retry_repair(&self, segment: &SegmentRef) -> Result<(), BookError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(REPAIRS)?;
+            let row = segment.row();
+            let task = table
+                .get(row.as_slice())?
+                .map(|guard| decode::<RepairTask>("repairs", guard.value()))
+                .transpose()?;
+            if let Some(mut task) = task {
+                task.attempts += 1;
+                table.insert(row.as_slice(), encode(&task).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Swaps regenerated pieces into a segment, in one transaction: each
+    /// `(index, piece)` replaces piece `index` of the segment (if it still
+    /// has the id `piece.id`, which regeneration preserves), the new pieces
+    /// are listed in their deals' slots, the old placements are queued for
+    /// freeing, and the segment leaves the repair queue. If the version was
+    /// deleted meanwhile, the new pieces are queued for freeing instead.
+    pub fn repair_segment(
+        &self,
+        segment: &SegmentRef,
+        replaced: &[(usize, PieceRecord)],
+        slots: &[(U256, DealSlot)],
+        now: UnixMillis,
+    ) -> Result<RepairOutcome, BookError> {
+        let txn = self.db.begin_write()?;
+        let outcome = {
+            let mut manifests = txn.open_table(MANIFESTS)?;
+            let row = segment.manifest_row();
+            let manifest = manifests
+                .get(row.as_slice())?
+                .map(|guard| decode::<Manifest>("manifests", guard.value()))
+                .transpose()?;
+            let fresh: Vec<(PieceId, Placement)> = replaced
+                .iter()
+                .filter_map(|(_, piece)| piece.placement.clone().map(|place| (piece.id, place)))
+                .collect();
+            let target = manifest.and_then(|mut manifest| {
+                let record = manifest
+                    .parts
+                    .get_mut(segment.part as usize)?
+                    .segments
+                    .get_mut(segment.segment as usize)?;
+                let matches = replaced.iter().all(|(index, piece)| {
+                    record
+                        .pieces
+                        .get(*index)
+                        .is_some_and(|old| old.id == piece.id)
+                });
+                matches.then_some(())?;
+                let mut old = Vec::new();
+                for (index, piece) in replaced {
+                    let slot = &mut record.pieces[*index];
+                    if let Some(place) = slot.placement.take() {
+                        old.push((slot.id, place));
+                    }
+                    *slot = piece.clone();
+                }
+                Some((manifest, old))
+            });
+            match target {
+                Some((manifest, old)) => {
+                    manifests.insert(row.as_slice(), encode(&manifest).as_slice())?;
+                    add_deal_slots_in(&txn, slots)?;
+                    queue_free_in(&txn, old, now)?;
+                    RepairOutcome::Applied
+                }
+                None => {
+                    queue_free_in(&txn, fresh, now)?;
+                    RepairOutcome::Gone
+                }
+            }
+        };
+        txn.open_table(REPAIRS)?.remove(segment.row().as_slice())?;
+        txn.commit()?;
+        Ok(outcome)
+    }
+}
