@@ -490,6 +490,10 @@ async fn send_request(
     send.finish()
 }
 
+/// Bytes of a whole piece hashed at a time as they arrive: enough for
+/// BLAKE3's widest SIMD batch, little enough to hash while the rest streams.
+const HASH_BATCH_BYTES: usize = 64 << 10;
+
 /// Reads exactly `length` bytes and then the stream's clean end.
 async fn read_body(
     recv: &mut RecvStream,
@@ -508,13 +512,20 @@ async fn read_body(
     // length (already bounded by MAX_PIECE_BYTES).
     let length = length as usize;
     let mut bytes = Vec::with_capacity(length.min(4 << 20));
+    // QUIC hands over a packet's worth (~1 KiB) at a time; BLAKE3 only
+    // hashes several of its 1 KiB chunks at once (SIMD) when given them
+    // together, so hash in batches, about 4x cheaper than per packet.
+    let mut hashed = 0;
     while bytes.len() < length {
         match recv.read_chunk(length - bytes.len()).await {
             Ok(Some(chunk)) => {
-                if let Some(hasher) = hasher.as_mut() {
-                    hasher.update(&chunk);
-                }
                 bytes.extend_from_slice(&chunk);
+                if let Some(hasher) = hasher.as_mut()
+                    && (bytes.len() - hashed >= HASH_BATCH_BYTES || bytes.len() == length)
+                {
+                    hasher.update(&bytes[hashed..]);
+                    hashed = bytes.len();
+                }
             }
             Ok(None) => {
                 return Err(ClientError::Protocol {

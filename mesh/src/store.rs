@@ -1266,8 +1266,7 @@ impl PieceReader {
             .map_err(io_error("seek", &self.path))?;
         let mut left = length;
         while left > 0 {
-            let mut chunk = vec![0u8; left.min(CHUNK_BYTES as u64) as usize];
-            self.read_exact(&mut chunk)?;
+            let chunk = self.read_chunk(left.min(CHUNK_BYTES as u64))?;
             left -= chunk.len() as u64;
             if each(chunk).is_break() {
                 break;
@@ -1291,8 +1290,7 @@ impl PieceReader {
         let mut left = self.record.length;
         let mut held: Option<Vec<u8>> = None;
         while left > 0 {
-            let mut chunk = vec![0u8; left.min(CHUNK_BYTES as u64) as usize];
-            self.read_exact(&mut chunk)?;
+            let chunk = self.read_chunk(left.min(CHUNK_BYTES as u64))?;
             left -= chunk.len() as u64;
             hasher.update(&chunk);
             if let Some(previous) = held.replace(chunk)
@@ -1319,10 +1317,14 @@ impl PieceReader {
         Ok(bytes)
     }
 
-    fn read_exact(&mut self, buffer: &mut [u8]) -> Result<(), StoreError> {
-        match self.file.read_exact(buffer) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => Err(self
+    /// The next `length` bytes, read into a fresh buffer's spare capacity
+    /// (no zeroing first: the chunk is handed on, not reused).
+    fn read_chunk(&mut self, length: u64) -> Result<Vec<u8>, StoreError> {
+        // At most CHUNK_BYTES, so the cast cannot truncate.
+        let mut chunk = Vec::with_capacity(length as usize);
+        match (&mut self.file).take(length).read_to_end(&mut chunk) {
+            Ok(read) if read as u64 == length => Ok(chunk),
+            Ok(_) => Err(self
                 .store
                 .drop_corrupt(&self.record, "its file is shorter than indexed")),
             Err(err) => Err(io_error("read", &self.path)(err)),
