@@ -10,7 +10,7 @@ FORGE     := $(abspath $(CONTRACTS))/node_modules/@foundry-rs/forge-$(FOUNDRY_PL
 STAMP     := $(CONTRACTS)/node_modules/.dbytes-setup
 NEXTEST_PROFILE := $(if $(CI),ci,default)
 
-.PHONY: setup run test test-rust test-contracts lint bench bench-codec bench-gateway clean artifacts \
+.PHONY: setup run test test-rust test-contracts lint bench bench-codec bench-gateway bench-mesh fuzz-mesh clean artifacts \
 	check-artifacts gas
 
 ## setup: install the pinned contract toolchain (forge, anvil, cast, solcjs,
@@ -73,7 +73,7 @@ gas: setup
 	@sed -n 's/^ *\(gas [A-Za-z0-9_]*=[0-9]*\) *$$/\1/p' $(GAS_LOG)
 
 ## bench: every benchmark; bench-codec: the codec alone.
-bench: bench-codec bench-gateway
+bench: bench-codec bench-gateway bench-mesh
 
 bench-codec:
 	cargo bench -p dbytes-gateway --bench codec
@@ -82,6 +82,23 @@ bench-codec:
 ## network of 10 providers with stores on tmpfs (DBYTES_BENCH_MIB to change).
 bench-gateway: setup
 	cargo bench -p dbytes-gateway --bench gateway
+
+## bench-mesh: the piece protocol against raw iroh streams: 4 MiB pieces put
+## and got over 8 streams to one provider on loopback (store on /dev/shm),
+## 4 KiB range gets; medians of DBYTES_BENCH_ROUNDS rounds (default 5).
+bench-mesh:
+	cargo bench -p dbytes-mesh --bench mesh
+
+## fuzz-mesh: libFuzzer on the piece protocol's decoder (requests, then
+## responses), FUZZ_SECS seconds each (default 180); not part of `make test`.
+## Needs cargo-fuzz (`cargo install cargo-fuzz`); stable Rust works without a
+## sanitizer. Findings land in mesh/fuzz/artifacts/.
+FUZZ_SECS ?= 180
+fuzz-mesh:
+	cd mesh/fuzz && for target in wire_request wire_response; do \
+		cargo fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECS) \
+			|| exit 1; \
+	done
 
 clean:
 	cargo clean

@@ -16,7 +16,8 @@ use dbytes_mesh::commitment::{Commitment, CommitmentProblem, PieceSlot};
 use dbytes_mesh::deal::{DealId, StaticDeals};
 use dbytes_mesh::transport::node_id;
 use dbytes_mesh::wire::{
-    self, MAX_FRAME_BYTES, MAX_PIECE_BYTES, PIECE_ALPN, Refusal, Request, Response,
+    self, MAX_AUDIT_LEAVES, MAX_FRAME_BYTES, MAX_PIECE_BYTES, PIECE_ALPN, Refusal, Request,
+    Response,
 };
 use iroh::endpoint::VarInt;
 
@@ -543,6 +544,35 @@ async fn malformed_and_oversized_requests_get_error_replies() {
         exchange(&connection, &garbage).await,
         Response::Refused(Refusal::Malformed(_))
     ));
+    // A frame whose body never fully arrives.
+    let mut cut_short = 40u32.to_be_bytes().to_vec();
+    cut_short.extend_from_slice(&[4; 10]);
+    assert!(matches!(
+        exchange(&connection, &cut_short).await,
+        Response::Refused(Refusal::Malformed(_))
+    ));
+    // A small audit frame declaring 2^63 leaf indexes: refused for want of
+    // input, without allocating for them.
+    let mut huge_sequence = vec![4u8];
+    huge_sequence.extend_from_slice(&[0; 64]);
+    huge_sequence.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+    let mut huge_sequence_frame = (huge_sequence.len() as u32).to_be_bytes().to_vec();
+    huge_sequence_frame.extend_from_slice(&huge_sequence);
+    assert!(matches!(
+        exchange(&connection, &huge_sequence_frame).await,
+        Response::Refused(Refusal::Malformed(_))
+    ));
+    // An audit asking for more leaves than allowed.
+    let too_many_leaves = wire::encode_frame(&Request::Audit {
+        deal: DealId::from(1),
+        piece: PieceId::of(b""),
+        leaf_indexes: vec![0; MAX_AUDIT_LEAVES + 1],
+    })
+    .unwrap();
+    assert!(matches!(
+        exchange(&connection, &too_many_leaves).await,
+        Response::Refused(Refusal::TooManyLeaves { .. })
+    ));
     // A piece larger than any provider takes.
     let too_large = wire::encode_frame(&Request::PutPiece {
         deal: DealId::from(1),
@@ -570,6 +600,91 @@ async fn malformed_and_oversized_requests_get_error_replies() {
     assert!(client.stat(&provider.addr()).await.is_ok());
     assert_eq!(provider.store().usage().piece_count, 0);
     provider.shutdown().await.unwrap();
+}
+
+/// A provider that answers every stream with the same bytes, whatever was
+/// asked: a hostile or broken peer as the gateway's client meets it.
+#[derive(Debug, Clone)]
+struct CannedProvider {
+    answer: Arc<Vec<u8>>,
+}
+
+impl iroh::protocol::ProtocolHandler for CannedProvider {
+    async fn accept(
+        &self,
+        connection: iroh::endpoint::Connection,
+    ) -> Result<(), iroh::protocol::AcceptError> {
+        while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+            let _ = recv.read_to_end(MAX_FRAME_BYTES).await;
+            let _ = send.write_all(&self.answer).await;
+            let _ = send.finish();
+            let _ = send.stopped().await;
+        }
+        Ok(())
+    }
+}
+
+/// Malformed, oversized and out-of-place response frames from a provider
+/// fail the client's request with an error; the client keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_responses_fail_the_request_cleanly() {
+    let mut oversized = (MAX_FRAME_BYTES as u32 + 1).to_be_bytes().to_vec();
+    oversized.extend_from_slice(&[0; 64]);
+    let mut garbage = 6u32.to_be_bytes().to_vec();
+    garbage.extend_from_slice(&[0xff; 6]);
+    // A signature declaring 2^32 bytes in a 7-byte frame.
+    let mut huge_signature = 7u32.to_be_bytes().to_vec();
+    huge_signature.extend_from_slice(&[5, 0xff, 0xff, 0xff, 0xff, 0x0f, 9]);
+    let mut cut_short = 100u32.to_be_bytes().to_vec();
+    cut_short.extend_from_slice(&[1; 10]);
+    // A valid frame, but not an answer to a stat.
+    let out_of_place = wire::encode_frame(&Response::Deleted { existed: true }).unwrap();
+    // A piece announced longer than a range asked for.
+    let too_long = wire::encode_frame(&Response::Piece {
+        length: MAX_PIECE_BYTES + 1,
+    })
+    .unwrap();
+
+    let consumer = client(&random_secret()).await;
+    for (label, answer) in [
+        ("oversized", oversized),
+        ("garbage", garbage),
+        ("huge signature", huge_signature),
+        ("cut short", cut_short),
+        ("out of place", out_of_place),
+        ("too long", too_long),
+        ("empty", vec![]),
+    ] {
+        let endpoint = dbytes_mesh::transport::bind_endpoint(
+            &random_secret(),
+            &dbytes_mesh::transport::TransportConfig::local(),
+            vec![PIECE_ALPN.to_vec()],
+        )
+        .await
+        .unwrap();
+        let router = iroh::protocol::Router::builder(endpoint)
+            .accept(
+                PIECE_ALPN,
+                CannedProvider {
+                    answer: Arc::new(answer),
+                },
+            )
+            .spawn();
+        let addr = router.endpoint().addr();
+        let stat = consumer.stat(&addr).await;
+        assert!(
+            matches!(stat, Err(ClientError::Protocol { .. })),
+            "{label}: stat gave {stat:?}"
+        );
+        let range = consumer
+            .get_range(&addr, DealId::from(1), PieceId::of(b"x"), 0, 16)
+            .await;
+        assert!(
+            matches!(range, Err(ClientError::Protocol { .. })),
+            "{label}: get_range gave {range:?}"
+        );
+        router.shutdown().await.unwrap();
+    }
 }
 
 /// A provider restarted on its data directory with its key serves what it
