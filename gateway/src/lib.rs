@@ -25,5 +25,6 @@ pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod pipeline;
+pub mod repair;
 pub mod s3;
 pub mod settings;

@@ -168,7 +168,7 @@ impl GatewayNode {
         tasks.push(store_task);
 
         let gateway = Gateway::new(
-            book,
+            book.clone(),
             Arc::new(store.clone()),
             root.data_master_key(),
             GatewayConfig {
@@ -189,6 +189,24 @@ impl GatewayNode {
             .register(&registry)
             .and_then(|()| store.metrics().register(&registry))
             .map_err(|err| setting("[metrics]", err))?;
+        if settings.repair.enabled {
+            let worker = crate::repair::RepairWorker::new(
+                store.clone(),
+                book.clone(),
+                settings.repair.tuning(),
+            );
+            worker
+                .metrics()
+                .register(&registry)
+                .map_err(|err| setting("[metrics]", err))?;
+            let repair_task = worker.spawn();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                stop.cancelled().await;
+                worker.shutdown();
+                let _ = repair_task.await;
+            }));
+        }
 
         let listener = TcpListener::bind(settings.s3.listen)
             .await

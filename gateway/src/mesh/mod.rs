@@ -62,6 +62,7 @@ use crate::pipeline::{PieceRequest, PieceStore, PieceStoreError};
 
 pub use commit::CommitReport;
 pub use metrics::MeshMetrics;
+pub use upload::PlacedPiece;
 
 use directory::{DealEntry, Directory};
 
@@ -450,5 +451,40 @@ impl PieceStore for MeshPieceStore {
 
     async fn delete_pieces(&self, pieces: &[(PieceId, Placement)]) -> Result<(), PieceStoreError> {
         self.delete(pieces).await
+    }
+}
+
+impl MeshPieceStore {
+    /// Audits one stored piece off chain: asks its provider for a random
+    /// leaf and checks the reply names the root and leaf count the piece's
+    /// deal slot recorded. `false` when the provider is unreachable, no
+    /// longer holds the piece, or answers for other bytes.
+    pub async fn audit_piece(&self, id: PieceId, placement: &Placement) -> bool {
+        let Some((node, deal)) = directory::parse_placement(placement) else {
+            return false;
+        };
+        let book = self.inner.book.clone();
+        let slots = match blocking(move || book.deal_slots(deal)).await {
+            Ok(slots) => slots,
+            Err(_) => return true, // the book, not the provider, failed
+        };
+        let Some(slot) = slots.into_iter().find(|slot| slot.piece == id) else {
+            return false;
+        };
+        let leaf = rand::random::<u64>() % slot.leaf_count.max(1);
+        let addr = lock(&self.inner.directory).addr_of(node);
+        match self
+            .inner
+            .client
+            .audit(&addr, dbytes_mesh::deal::DealId(deal), id, vec![leaf])
+            .await
+        {
+            Ok(reply) => {
+                reply.root == slot.root
+                    && reply.leaf_count == slot.leaf_count
+                    && reply.proofs.len() == 1
+            }
+            Err(_) => false,
+        }
     }
 }

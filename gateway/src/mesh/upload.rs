@@ -31,8 +31,18 @@ impl MeshPieceStore {
     /// Chooses providers for `pieces` pieces of `piece_len` bytes (and
     /// spares) and reserves room on their deals.
     fn plan(&self, pieces: usize, piece_len: u64) -> Plan {
+        self.plan_avoiding(pieces, piece_len, &[])
+    }
+
+    /// [`Self::plan`] with the providers named in `avoid` (placement
+    /// provider strings) left out: a repaired segment's remaining holders.
+    fn plan_avoiding(&self, pieces: usize, piece_len: u64, avoid: &[String]) -> Plan {
         let mut directory = lock(&self.inner.directory);
-        let candidates = directory.candidates(piece_len, Instant::now());
+        let candidates: Vec<_> = directory
+            .candidates(piece_len, Instant::now())
+            .into_iter()
+            .filter(|(_, target)| !avoid.contains(&target.placement().provider))
+            .collect();
         let (selection, targets): (Vec<_>, Vec<_>) = candidates.into_iter().unzip();
         let choice = select::choose(
             &selection,
@@ -277,5 +287,82 @@ impl MeshPieceStore {
         }
         self.update_piece_metrics();
         Ok(placements)
+    }
+}
+
+/// A regenerated piece stored by [`MeshPieceStore::place_pieces`], not yet
+/// listed in the book (the repair worker lists it with its manifest change).
+#[derive(Debug, Clone)]
+pub struct PlacedPiece {
+    /// The piece's index in its segment.
+    pub index: usize,
+    /// Where it went.
+    pub placement: Placement,
+    /// Its deal.
+    pub deal: alloy_primitives::U256,
+    /// Its slot for the deal's commitment.
+    pub slot: DealSlot,
+}
+
+impl MeshPieceStore {
+    /// Stores each `(index, id, bytes)` on a distinct provider not named in
+    /// `avoid`, audited like any upload, retrying failures on spares and
+    /// opening deals when too few have room. Stores what it can: the
+    /// caller lists the returned pieces in the book in its own transaction
+    /// (and frees them if it cannot).
+    pub async fn place_pieces(
+        &self,
+        pieces: &[(usize, PieceId, Vec<u8>)],
+        avoid: &[String],
+    ) -> Vec<PlacedPiece> {
+        let Some(piece_len) = pieces.first().map(|(_, _, bytes)| bytes.len() as u64) else {
+            return Vec::new();
+        };
+        let mut plan = self.plan_avoiding(pieces.len(), piece_len, avoid);
+        if plan.pieces.len() < pieces.len() {
+            self.release(plan.pieces.drain(..).chain(plan.spares.drain(..)));
+            if let Err(err) = self.open_deals(pieces.len(), piece_len).await {
+                tracing::warn!(%err, "opening deals for repair failed");
+            }
+            if let Err(err) = self.refresh_deals().await {
+                tracing::warn!(%err, "reading the user's deals failed");
+            }
+            plan = self.plan_avoiding(pieces.len(), piece_len, avoid);
+        }
+        let mut uploads = FuturesUnordered::new();
+        for ((position, (_, id, bytes)), target) in pieces.iter().enumerate().zip(plan.pieces) {
+            lock(&self.inner.in_flight).insert((target.deal, *id));
+            uploads.push(self.upload_one(position, target, *id, bytes));
+        }
+        let mut spares = plan.spares;
+        let mut placed = Vec::new();
+        while let Some((position, target, result)) = uploads.next().await {
+            let (index, id, bytes) = &pieces[position];
+            lock(&self.inner.in_flight).remove(&(target.deal, *id));
+            match result {
+                Ok(stored) => {
+                    lock(&self.inner.directory).release(target.deal, true);
+                    placed.push(PlacedPiece {
+                        index: *index,
+                        placement: target.placement(),
+                        deal: target.deal,
+                        slot: DealSlot {
+                            piece: *id,
+                            root: stored.root,
+                            leaf_count: stored.leaf_count,
+                        },
+                    });
+                }
+                Err(_) => {
+                    self.release([target]);
+                    if let Some(spare) = spares.pop_front() {
+                        lock(&self.inner.in_flight).insert((spare.deal, *id));
+                        uploads.push(self.upload_one(position, spare, *id, bytes));
+                    }
+                }
+            }
+        }
+        self.release(spares);
+        placed
     }
 }
