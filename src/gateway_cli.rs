@@ -177,9 +177,7 @@ fn open_book(config: &Path) -> anyhow::Result<Book> {
 }
 
 fn user(command: UserCommand) -> anyhow::Result<()> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    let now = dbytes_gateway::s3::now_ms();
     match command {
         UserCommand::Add { name, config } => {
             let book = open_book(&config)?;

@@ -20,6 +20,9 @@
 //! `tree leaf=…` sweep follows, for the leaf-size choice in
 //! `dbytes_ledger::commitment`. MB are 10^6 bytes.
 
+mod common;
+
+use common::{env_number, peak_rss_mib, reset_peak_rss};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -31,13 +34,6 @@ use dbytes_ledger::keys::{BucketKey, VersionKey};
 use dbytes_placement::RedundancyPolicy;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sha2::{Digest, Sha256};
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn threads() -> usize {
     std::thread::available_parallelism()
@@ -71,26 +67,6 @@ fn parallel<S>(tasks: u64, state: impl Fn() -> S + Sync, work: impl Fn(&mut S, u
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-fn reset_peak_rss() {
-    // Linux: writing 5 to clear_refs resets VmHWM to the current RSS.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 fn key() -> VersionKey {

@@ -23,6 +23,9 @@
 //! 3-of-10 is the policy: 10-of-20 needs 20 providers, more than this
 //! machine's two cores serve meaningfully. MB are 10^6 bytes.
 
+mod common;
+
+use common::{env_number, peak_rss_mib, reset_peak_rss};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,33 +36,6 @@ use dbytes_placement::RedundancyPolicy;
 
 const PROVIDERS: usize = 10;
 const REDUNDANCY: (u16, u16) = (3, 10);
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-fn reset_peak_rss() {
-    // Linux: writing 5 to clear_refs resets VmHWM to the current RSS.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 /// A scratch directory on tmpfs when the machine has one.
 fn scratch() -> tempfile::TempDir {

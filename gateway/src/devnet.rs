@@ -398,9 +398,7 @@ fn gateway_settings(
 /// The devnet user's access key, created on first start.
 fn devnet_user(book_path: &Path) -> Result<AccessKey, DevnetError> {
     let book = Book::open(book_path).map_err(step("opening the gateway's book"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    let now = crate::s3::now_ms();
     if book
         .user(DEVNET_USER)
         .map_err(step("reading users"))?

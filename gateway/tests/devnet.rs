@@ -11,23 +11,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Clients, clients_available};
+use common::{Clients, clients_available, rclone_available};
 use dbytes_gateway::devnet::{Devnet, DevnetOptions};
-
-fn rclone_available() -> bool {
-    let available = std::process::Command::new("rclone")
-        .arg("version")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !available {
-        let hint = "install it with `apt-get install rclone`";
-        if std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false") {
-            panic!("rclone is required under CI; {hint}");
-        }
-        eprintln!("\n!!! SKIPPED: rclone is not installed; {hint} !!!\n");
-    }
-    available
-}
 
 /// Runs `cli_clients.sh <phase>`; panics with its output if it fails.
 async fn cli_script(clients: &Clients, phase: &str) {

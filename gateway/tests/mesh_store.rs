@@ -557,11 +557,7 @@ async fn commitments_reach_the_chain_and_deletes_free_room_and_shrink_them() {
             .deal_slots(*deal)
             .unwrap()
             .iter()
-            .map(|slot| PieceSlot {
-                piece: slot.piece,
-                root: slot.root,
-                leaf_count: slot.leaf_count,
-            })
+            .map(PieceSlot::from)
             .collect();
         let expected = Commitment::over_pieces(DealId(*deal), 1, &slots).unwrap();
         assert_eq!(

@@ -54,6 +54,16 @@ pub struct PieceSlot {
     pub leaf_count: u64,
 }
 
+impl From<&dbytes_ledger::book::DealSlot> for PieceSlot {
+    fn from(slot: &dbytes_ledger::book::DealSlot) -> PieceSlot {
+        PieceSlot {
+            piece: slot.piece,
+            root: slot.root,
+            leaf_count: slot.leaf_count,
+        }
+    }
+}
+
 impl Commitment {
     /// The commitment over `pieces` in this order, in slots just tall enough
     /// for the largest piece. This is how a consumer builds the commitment

@@ -98,14 +98,7 @@ impl MeshPieceStore {
         // first): a piece listed in between makes the deal due again.
         let book = inner.book.clone();
         let slots = blocking(move || book.deal_slots(id)).await?;
-        let slots: Vec<PieceSlot> = slots
-            .iter()
-            .map(|slot| PieceSlot {
-                piece: slot.piece,
-                root: slot.root,
-                leaf_count: slot.leaf_count,
-            })
-            .collect();
+        let slots: Vec<PieceSlot> = slots.iter().map(PieceSlot::from).collect();
         let on_chain = inner.chain.commitments(id).await?;
         let version = on_chain
             .latest()

@@ -107,7 +107,7 @@ pub(crate) struct Shared {
 }
 
 /// The time now, as the book records it.
-pub(crate) fn now_ms() -> UnixMillis {
+pub fn now_ms() -> UnixMillis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64)

@@ -141,19 +141,39 @@ impl Clients {
 /// Whether aws-cli and boto3 are installed. Without them a test is skipped
 /// loudly, unless CI is set: there they are required.
 pub fn clients_available() -> bool {
-    let works = |program: &str, args: &[&str]| {
-        std::process::Command::new(program)
-            .args(args)
-            .output()
-            .is_ok_and(|output| output.status.success())
-    };
-    let available = works("python3", &["-c", "import boto3"]) && works("aws", &["--version"]);
+    let available = runs("python3", &["-c", "import boto3"]) && runs("aws", &["--version"]);
+    required(
+        available,
+        "aws-cli and boto3",
+        "install them with `pip install -r gateway/tests/requirements.txt`",
+    )
+}
+
+/// Whether rclone is installed (required under CI, as [`clients_available`]).
+pub fn rclone_available() -> bool {
+    required(
+        runs("rclone", &["version"]),
+        "rclone",
+        "install it with `apt-get install rclone`",
+    )
+}
+
+/// Whether `program args` runs and succeeds.
+fn runs(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// `available`, after saying loudly that a test skips without `what`, or
+/// failing under CI, where it is required.
+fn required(available: bool, what: &str, hint: &str) -> bool {
     if !available {
-        let hint = "install them with `pip install -r gateway/tests/requirements.txt`";
         if std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false") {
-            panic!("aws-cli and boto3 are required under CI; {hint}");
+            panic!("{what} is required under CI; {hint}");
         }
-        eprintln!("\n!!! SKIPPED: aws-cli and/or boto3 are not installed; {hint} !!!\n");
+        eprintln!("\n!!! SKIPPED: {what} is not installed; {hint} !!!\n");
     }
     available
 }
