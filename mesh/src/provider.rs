@@ -15,6 +15,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::Address;
@@ -65,6 +66,10 @@ pub struct ServiceConfig {
     pub max_concurrent_audits: usize,
     /// The software version [`Request::Stat`] reports.
     pub software_version: String,
+    /// Fault injection for tests only: how long every put, get, range get
+    /// and audit answer is held back (zero: not at all). Change it on a
+    /// running service through [`FaultInjection`].
+    pub response_delay: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -77,6 +82,46 @@ impl Default for ServiceConfig {
             max_concurrent_requests: 256,
             max_concurrent_audits: 2,
             software_version: env!("CARGO_PKG_VERSION").to_string(),
+            response_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Faults a running piece service injects, for tests of how consumers cope
+/// with a slow provider. Clones share the settings: set them on the handle
+/// from [`PieceService::faults`] or [`ProviderNode::faults`] and the
+/// service's next answers follow.
+#[derive(Debug, Clone, Default)]
+pub struct FaultInjection {
+    response_delay_ms: Arc<AtomicU64>,
+}
+
+impl FaultInjection {
+    /// Settings that delay answers by `response_delay`.
+    pub fn new(response_delay: Duration) -> FaultInjection {
+        let faults = FaultInjection::default();
+        faults.set_response_delay(response_delay);
+        faults
+    }
+
+    /// Holds back every later put, get, range get and audit answer
+    /// (refusals included) by `delay`, at millisecond resolution; zero
+    /// turns the delay off.
+    pub fn set_response_delay(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.response_delay_ms.store(millis, Ordering::Relaxed);
+    }
+
+    /// The delay answers are held back by.
+    pub fn response_delay(&self) -> Duration {
+        Duration::from_millis(self.response_delay_ms.load(Ordering::Relaxed))
+    }
+
+    /// Waits out the response delay, if there is one.
+    async fn delay_response(&self) {
+        let delay = self.response_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
     }
 }
@@ -112,6 +157,7 @@ struct Service<A, S> {
     started: Instant,
     requests: Arc<Semaphore>,
     audits: Semaphore,
+    faults: FaultInjection,
 }
 
 /// How a request ended, for metrics.
@@ -157,11 +203,17 @@ impl<A: DealAuthority, S: CommitmentSigner> PieceService<A, S> {
                 signer,
                 requests: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
                 audits: Semaphore::new(config.max_concurrent_audits.max(1)),
+                faults: FaultInjection::new(config.response_delay),
                 config,
                 metrics,
                 started: Instant::now(),
             }),
         }
+    }
+
+    /// The service's fault injection (shared: changes apply at once).
+    pub fn faults(&self) -> FaultInjection {
+        self.inner.faults.clone()
     }
 }
 
@@ -195,6 +247,12 @@ impl<A: DealAuthority, S: CommitmentSigner> ProtocolHandler for PieceService<A, 
         }
         Ok(())
     }
+}
+
+/// Whether answers to requests of `kind` wait out the injected response
+/// delay: the piece transfers and audits, not stat, delete or signing.
+fn delayed(kind: &str) -> bool {
+    matches!(kind, "put" | "get" | "get_range" | "audit")
 }
 
 fn log_panic(joined: Result<(), tokio::task::JoinError>) {
@@ -245,6 +303,9 @@ impl<A: DealAuthority, S: CommitmentSigner> Service<A, S> {
             Outcome::Refused(refusal) => {
                 debug!(kind, %refusal, "refused a request");
                 let label = refusal.kind();
+                if delayed(kind) {
+                    self.faults.delay_response().await;
+                }
                 self.finish_refused(&mut send, &mut recv, refusal).await;
                 label
             }
@@ -326,6 +387,7 @@ impl<A: DealAuthority, S: CommitmentSigner> Service<A, S> {
                 let store = self.store.clone();
                 let reply =
                     refuse!(blocking(move || store.audit(deal, piece, &leaf_indexes)).await);
+                self.faults.delay_response().await;
                 answer(send, &Response::Audit(reply)).await
             }
             Request::SignCommitment(commitment) => {
@@ -382,6 +444,7 @@ impl<A: DealAuthority, S: CommitmentSigner> Service<A, S> {
         if let Some(record) = refuse!(blocking(move || store.record(deal, piece)).await) {
             // Already here: the bytes are not needed.
             let _ = recv.stop(VarInt::from_u32(STOP_ANSWERED));
+            self.faults.delay_response().await;
             return answer(send, &Response::Stored(record.stored())).await;
         }
         let store = self.store.clone();
@@ -412,6 +475,7 @@ impl<A: DealAuthority, S: CommitmentSigner> Service<A, S> {
             (Ok(()), Ok(Ok(ingest))) => ingest,
         };
         let stored = refuse!(blocking(move || ingest.finish()).await);
+        self.faults.delay_response().await;
         answer(send, &Response::Stored(stored)).await
     }
 
@@ -487,6 +551,7 @@ impl<A: DealAuthority, S: CommitmentSigner> Service<A, S> {
                 (offset, length)
             }
         };
+        self.faults.delay_response().await;
         let Some(stream) = send.stream() else {
             return Outcome::Aborted("stream");
         };
@@ -719,6 +784,7 @@ pub struct ProviderNode {
     store: PieceStore,
     metrics: ProviderMetrics,
     recovery: RecoveryReport,
+    faults: FaultInjection,
     stop: CancellationToken,
     scrubber: JoinHandle<()>,
 }
@@ -747,6 +813,7 @@ impl ProviderNode {
             config.service.clone(),
             metrics.clone(),
         );
+        let faults = service.faults();
         let router = Router::builder(endpoint)
             .accept(PIECE_ALPN, service)
             .spawn();
@@ -759,6 +826,7 @@ impl ProviderNode {
             store,
             metrics,
             recovery,
+            faults,
             stop,
             scrubber,
         })
@@ -787,6 +855,12 @@ impl ProviderNode {
     /// What opening the store repaired.
     pub fn recovery(&self) -> &RecoveryReport {
         &self.recovery
+    }
+
+    /// The node's fault injection (for tests: set a response delay on a
+    /// running node).
+    pub fn faults(&self) -> &FaultInjection {
+        &self.faults
     }
 
     /// Stops the scrub, closes the endpoint and waits for both.

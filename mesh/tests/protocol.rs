@@ -766,3 +766,89 @@ async fn pieces_survive_a_restart_and_the_scrub_drops_rot() {
     );
     provider.shutdown().await.unwrap();
 }
+
+/// The `[faults] response_delay_ms` knob: piece answers (put, get, range
+/// get, audit, refusals of those) wait it out, stat does not, it can be
+/// changed on a running provider, and zero adds nothing measurable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_response_delay_holds_back_piece_answers_and_zero_adds_nothing() {
+    let dir = TempDir::new("faults");
+    let deals = Arc::new(StaticDeals::new());
+    let consumer = random_secret();
+    deals.insert(terms(1, &consumer, 16 * MIB));
+    let initial = Duration::from_millis(300);
+    let mut config = provider_config(dir.path(), 16 * MIB);
+    config.service.response_delay = initial;
+    let provider =
+        dbytes_mesh::provider::ProviderNode::start(&config, &random_secret(), deals, TestSigner)
+            .await
+            .unwrap();
+    assert_eq!(provider.faults().response_delay(), initial);
+    let client = client(&consumer).await;
+    let addr = provider.addr();
+    let deal = DealId::from(1);
+    let (id, bytes) = piece(64 * 1024, 11);
+
+    let timed = std::time::Instant::now();
+    client.put_piece(&addr, deal, id, &bytes).await.unwrap();
+    assert!(timed.elapsed() >= initial, "put took {:?}", timed.elapsed());
+    let timed = std::time::Instant::now();
+    assert_eq!(client.get_piece(&addr, deal, id).await.unwrap(), bytes);
+    assert!(timed.elapsed() >= initial, "get took {:?}", timed.elapsed());
+
+    // Off: the fastest of a few gets is far below the delay (what a
+    // request costs on loopback is a millisecond or two).
+    provider.faults().set_response_delay(Duration::ZERO);
+    let undelayed = fastest_of(5, || async {
+        client.get_range(&addr, deal, id, 0, 4096).await.unwrap();
+    })
+    .await;
+    assert!(
+        undelayed < Duration::from_millis(100),
+        "an undelayed range get took {undelayed:?}"
+    );
+
+    // Changed while running: each kind of piece answer waits it out.
+    let delay = Duration::from_millis(400);
+    provider.faults().set_response_delay(delay);
+    let ranged = fastest_of(2, || async {
+        client.get_range(&addr, deal, id, 100, 10).await.unwrap();
+    })
+    .await;
+    assert!(ranged >= delay, "a range get took {ranged:?}");
+    let audited = fastest_of(1, || async {
+        client.audit(&addr, deal, id, vec![0, 3]).await.unwrap();
+    })
+    .await;
+    assert!(audited >= delay, "an audit took {audited:?}");
+    let (missing, _) = piece(100, 12);
+    let refused = fastest_of(1, || async {
+        assert!(matches!(
+            refusal(client.get_piece(&addr, deal, missing).await),
+            Refusal::NotFound { .. }
+        ));
+    })
+    .await;
+    assert!(refused >= delay, "a refused get took {refused:?}");
+    let stat = fastest_of(3, || async {
+        client.stat(&addr).await.unwrap();
+    })
+    .await;
+    assert!(stat < delay, "stat took {stat:?} but is not delayed");
+    provider.shutdown().await.unwrap();
+}
+
+/// The shortest of `runs` runs of `run`.
+async fn fastest_of<F, Fut>(runs: usize, mut run: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut fastest = Duration::MAX;
+    for _ in 0..runs {
+        let started = std::time::Instant::now();
+        run().await;
+        fastest = fastest.min(started.elapsed());
+    }
+    fastest
+}

@@ -3,7 +3,8 @@
 //! [`DaemonConfig`] is the TOML an operator edits (`dbytes provider init`
 //! writes a commented one, [`config_template`]): `[mesh]` (the piece
 //! protocol and store, [`ProviderSettings`]), `[chain]`, `[wallet]`,
-//! `[listing]`, `[policy]`, `[metrics]` and `[intervals]`. Missing fields take
+//! `[listing]`, `[policy]`, `[metrics]`, `[intervals]` and `[faults]` (fault
+//! injection for tests only). Missing fields take
 //! their defaults; unknown fields are refused, so a typo is an error rather
 //! than a silent default. Any field can be overridden from the environment
 //! as `DBYTES_PROVIDER_<SECTION>_<FIELD>` (upper case, e.g.
@@ -35,7 +36,7 @@ pub const ENV_PREFIX: &str = "DBYTES_PROVIDER_";
 /// The config file's name in a directory made by `dbytes provider init`.
 pub const CONFIG_FILE: &str = "provider.toml";
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "mesh",
     "chain",
     "wallet",
@@ -43,6 +44,7 @@ const SECTIONS: [&str; 7] = [
     "policy",
     "metrics",
     "intervals",
+    "faults",
 ];
 
 /// A provider daemon's whole configuration.
@@ -63,6 +65,18 @@ pub struct DaemonConfig {
     pub metrics: MetricsSettings,
     /// How often the chain loops run.
     pub intervals: IntervalSettings,
+    /// Faults to inject, for tests only.
+    pub faults: FaultSettings,
+}
+
+/// `[faults]`: fault injection for tests of how gateways cope with a bad
+/// provider. Never set in production; the defaults inject nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultSettings {
+    /// Milliseconds every put, get, range get and audit answer is held back
+    /// (0: none).
+    pub response_delay_ms: u64,
 }
 
 /// `[chain]`.
@@ -298,7 +312,7 @@ pub enum ConfigError {
     /// An environment override names no known section.
     #[error(
         "environment variable {0} overrides nothing: use DBYTES_PROVIDER_<SECTION>_<FIELD> with a \
-         section of mesh, chain, wallet, listing, policy, metrics or intervals"
+         section of mesh, chain, wallet, listing, policy, metrics, intervals or faults"
     )]
     UnknownOverride(String),
     /// A field's value does not make sense.
@@ -755,6 +769,11 @@ claims_secs = 3600
 max_backoff_secs = 300
 # Periods settled per deal per claim (each settle transaction is bounded).
 settle_max_periods = 64
+
+[faults]
+# Fault injection, for tests only: leave it at 0 on a real provider.
+# Milliseconds every put, get, range get and audit answer is held back.
+response_delay_ms = 0
 "#,
         data_dir = quoted(&values.data_dir),
         capacity = mesh.capacity_bytes,
@@ -795,6 +814,8 @@ mod tests {
         assert_eq!(config.listing, defaults.listing);
         assert_eq!(config.policy, defaults.policy);
         assert_eq!(config.intervals, defaults.intervals);
+        assert_eq!(config.faults, defaults.faults);
+        assert_eq!(config.faults.response_delay_ms, 0);
         assert_eq!(
             config.chain.rpc_url.as_deref(),
             Some("http://127.0.0.1:8545")
@@ -819,6 +840,7 @@ mod tests {
             ("DBYTES_PROVIDER_MESH_CAPACITY_BYTES", "4096"),
             ("DBYTES_PROVIDER_LISTING_PRICE_PER_GIB_MONTH", "2"),
             ("DBYTES_PROVIDER_POLICY_DECIDE", "operator"),
+            ("DBYTES_PROVIDER_FAULTS_RESPONSE_DELAY_MS", "250"),
             ("DBYTES_PROVIDER_PASSWORD", "not a field"),
         ]
         .map(|(name, value)| (name.to_string(), value.to_string()));
@@ -833,6 +855,7 @@ mod tests {
         );
         assert_eq!(config.mesh.capacity_bytes, 4096);
         assert_eq!(config.policy.decide, Decider::Operator);
+        assert_eq!(config.faults.response_delay_ms, 250);
         assert_eq!(
             config.check().unwrap().listing.price_per_gib_month,
             2 * 10u128.pow(18)

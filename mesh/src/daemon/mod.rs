@@ -373,7 +373,15 @@ impl ProviderDaemon {
             source,
         })?;
         let secret = load_or_create_node_secret(&config.mesh.node_key_path())?;
-        let provider_config = config.mesh.to_config(Some(me))?;
+        let mut provider_config = config.mesh.to_config(Some(me))?;
+        provider_config.service.response_delay =
+            Duration::from_millis(config.faults.response_delay_ms);
+        if config.faults.response_delay_ms > 0 {
+            warn!(
+                response_delay_ms = config.faults.response_delay_ms,
+                "fault injection: piece answers are delayed ([faults] is for tests only)"
+            );
+        }
         let book = CommitmentBook::open(&data_dir)?;
         let deals = Arc::new(ChainDeals::new(client.clone(), DEFAULT_DEAL_TTL));
         let signer = RecordingSigner {
@@ -523,6 +531,13 @@ impl ProviderDaemon {
     /// The node underneath (store, endpoint, metrics).
     pub fn node(&self) -> &ProviderNode {
         &self.node
+    }
+
+    /// Fault injection for tests: holds back every later put, get, range
+    /// get and audit answer by `delay` (zero: none), as `[faults]
+    /// response_delay_ms` does from the start.
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.node.faults().set_response_delay(delay);
     }
 
     /// Stops the loops and the metrics endpoint, then the node.
