@@ -13,8 +13,15 @@
 //! A frame is a 4-byte big-endian length, then that many bytes of the
 //! message in postcard (serde's compact binary format: varint integers,
 //! length-prefixed sequences). A length above the reader's maximum
-//! ([`MAX_FRAME_BYTES`]) is refused before anything is allocated, and
-//! decoding never allocates more than the frame holds.
+//! ([`MAX_FRAME_BYTES`]) is refused before anything is allocated. Every
+//! list and string in a message has its own maximum ([`MAX_AUDIT_LEAVES`],
+//! [`MAX_COMMITMENT_PIECES`], [`MAX_SIGNATURE_BYTES`], [`MAX_TEXT_BYTES`],
+//! a proof's leaf and depth), checked against the declared length before
+//! anything is allocated for it and again while its entries decode, so a
+//! frame never costs more memory than a small multiple of its own size
+//! (a list of one-byte varints would otherwise cost eight times the frame).
+//! A frame that breaks such a limit fails with [`WireError::TooManyEntries`],
+//! which names the field and the limit.
 //!
 //! Ids, roots and deal ids travel as raw 32-byte arrays (the serde helpers
 //! `raw_*` here), not as the hex strings their human-facing serde forms use.
@@ -47,6 +54,13 @@ pub const MAX_PIECE_BYTES: u64 = 64 << 20;
 
 /// The most leaves one audit may ask for.
 pub const MAX_AUDIT_LEAVES: usize = 256;
+
+/// The longest signature a provider may return (an EIP-712 signature is 65
+/// bytes).
+pub const MAX_SIGNATURE_BYTES: usize = 1024;
+
+/// The longest text in a message (a refusal's reason, a software version).
+pub const MAX_TEXT_BYTES: usize = 4096;
 
 /// Stream error code: the provider answered before reading the whole
 /// request (a refusal, or a put of a piece it already holds) and stopped
@@ -107,6 +121,7 @@ pub enum Request {
         #[serde(with = "raw_piece_id")]
         piece: PieceId,
         /// The leaves wanted (at most [`MAX_AUDIT_LEAVES`]).
+        #[serde(deserialize_with = "bounded::audit_leaf_indexes")]
         leaf_indexes: Vec<u64>,
     },
     /// Check a commitment against the pieces held and sign it.
@@ -188,6 +203,7 @@ pub enum Response {
     /// The provider's signature of the commitment.
     Signed {
         /// The signature, opaque to the mesh (EIP-712 from the chain client).
+        #[serde(deserialize_with = "bounded::signature")]
         signature: Vec<u8>,
     },
     /// The request was refused; nothing changed.
@@ -213,6 +229,7 @@ pub struct ProviderStat {
     /// The piece protocol version ([`PROTOCOL_VERSION`]).
     pub protocol_version: u32,
     /// The provider software's version.
+    #[serde(deserialize_with = "bounded::text")]
     pub software_version: String,
     /// The bytes the provider offers in total.
     pub capacity_bytes: u64,
@@ -361,19 +378,19 @@ pub enum Refusal {
     Commitment(CommitmentProblem),
     /// The provider's signer failed.
     #[error("the provider could not sign: {0}")]
-    SigningFailed(String),
+    SigningFailed(#[serde(deserialize_with = "bounded::text")] String),
     /// The provider found its copy of the piece corrupt and dropped it.
     #[error("the provider's copy of piece {0} was corrupt and has been dropped; repair it")]
     Corrupt(#[serde(with = "raw_piece_id")] PieceId),
     /// The provider could not check the deal (chain unreachable); retry later.
     #[error("the provider cannot check deals right now ({0}); retry later")]
-    Unavailable(String),
+    Unavailable(#[serde(deserialize_with = "bounded::text")] String),
     /// The request broke the protocol.
     #[error("malformed request: {0}")]
-    Malformed(String),
+    Malformed(#[serde(deserialize_with = "bounded::text")] String),
     /// The provider failed in a way the requester cannot fix.
     #[error("the provider failed: {0}")]
-    Internal(String),
+    Internal(#[serde(deserialize_with = "bounded::text")] String),
 }
 
 impl Refusal {
@@ -431,6 +448,14 @@ pub enum WireError {
     /// The message ends before the frame does.
     #[error("{0} bytes follow the message inside its frame")]
     TrailingBytes(usize),
+    /// A list or text in the message is longer than its field allows.
+    #[error("{field} holds more than the {max} entries allowed")]
+    TooManyEntries {
+        /// The message and field, like `Request::Audit.leaf_indexes`.
+        field: &'static str,
+        /// The field's maximum.
+        max: usize,
+    },
     /// The message could not be encoded (a bug: every message type encodes).
     #[error("the message does not encode: {0}")]
     Encode(String),
@@ -467,8 +492,12 @@ pub fn frame_body_len(prefix: [u8; FRAME_PREFIX_BYTES], max: usize) -> Result<us
 
 /// Decodes a frame's body, which must hold exactly one message.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
-    let (message, rest) =
-        postcard::take_from_bytes(body).map_err(|err| WireError::Decode(err.to_string()))?;
+    bounded::clear_broken_limit();
+    let (message, rest) = postcard::take_from_bytes(body).map_err(|err| {
+        // postcard drops the text of custom errors; the bounded fields
+        // leave theirs behind.
+        bounded::take_broken_limit().unwrap_or_else(|| WireError::Decode(err.to_string()))
+    })?;
     if !rest.is_empty() {
         return Err(WireError::TrailingBytes(rest.len()));
     }
@@ -497,6 +526,182 @@ pub fn decode_frame<T: DeserializeOwned>(
             available: bytes.len(),
         })?;
     Ok((decode_body(body)?, end))
+}
+
+/// Decoders for the lists and texts of messages that refuse more entries
+/// than their field allows, before allocating for them.
+pub(crate) mod bounded {
+    use std::cell::Cell;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+    use super::{MAX_AUDIT_LEAVES, MAX_SIGNATURE_BYTES, MAX_TEXT_BYTES, WireError};
+    use crate::commitment::MAX_COMMITMENT_PIECES;
+    use dbytes_ledger::commitment::{LEAF_SIZE, MAX_DEPTH};
+
+    /// What a list allocates up front at most, whatever it declares: the
+    /// rest grows with entries that actually decode.
+    const PREALLOCATE_BYTES: usize = 4096;
+
+    thread_local! {
+        /// The limit the last decode on this thread broke: postcard keeps
+        /// no text for custom errors, so the field is passed on here.
+        static BROKEN: Cell<Option<(&'static str, usize)>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn clear_broken_limit() {
+        BROKEN.with(|broken| broken.set(None));
+    }
+
+    pub(super) fn take_broken_limit() -> Option<WireError> {
+        BROKEN
+            .with(|broken| broken.take())
+            .map(|(field, max)| WireError::TooManyEntries { field, max })
+    }
+
+    fn broke<E: de::Error>(field: &'static str, max: usize) -> E {
+        BROKEN.with(|broken| broken.set(Some((field, max))));
+        E::custom(WireError::TooManyEntries { field, max })
+    }
+
+    /// A list of at most `max` entries of `T`.
+    pub(crate) fn list<'de, D, T>(
+        deserializer: D,
+        field: &'static str,
+        max: usize,
+    ) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        struct Bounded<T> {
+            field: &'static str,
+            max: usize,
+            entries: PhantomData<T>,
+        }
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+            type Value = Vec<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "{} (at most {} entries)", self.field, self.max)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+                // postcard hints the declared length when the input can hold
+                // it, nothing otherwise; entries are counted either way.
+                let declared = seq.size_hint().unwrap_or(0);
+                if declared > self.max {
+                    return Err(broke(self.field, self.max));
+                }
+                let room = PREALLOCATE_BYTES / std::mem::size_of::<T>().max(1);
+                let mut entries = Vec::with_capacity(declared.min(room));
+                while let Some(entry) = seq.next_element()? {
+                    if entries.len() == self.max {
+                        return Err(broke(self.field, self.max));
+                    }
+                    entries.push(entry);
+                }
+                Ok(entries)
+            }
+        }
+
+        deserializer.deserialize_seq(Bounded {
+            field,
+            max,
+            entries: PhantomData,
+        })
+    }
+
+    /// A text of at most `max` bytes; decoded in place before it is copied.
+    fn bounded_text<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        field: &'static str,
+        max: usize,
+    ) -> Result<String, D::Error> {
+        struct Bounded {
+            field: &'static str,
+            max: usize,
+        }
+
+        impl Visitor<'_> for Bounded {
+            type Value = String;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "{} (at most {} bytes of UTF-8)", self.field, self.max)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<String, E> {
+                if text.len() > self.max {
+                    return Err(broke(self.field, self.max));
+                }
+                Ok(text.to_string())
+            }
+        }
+
+        deserializer.deserialize_str(Bounded { field, max })
+    }
+
+    pub(crate) fn audit_leaf_indexes<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u64>, D::Error> {
+        list(
+            deserializer,
+            "Request::Audit.leaf_indexes",
+            MAX_AUDIT_LEAVES,
+        )
+    }
+
+    pub(crate) fn commitment_pieces<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<[u8; 32]>, D::Error> {
+        list(
+            deserializer,
+            "Request::SignCommitment.pieces",
+            MAX_COMMITMENT_PIECES,
+        )
+    }
+
+    pub(crate) fn signature<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        list(
+            deserializer,
+            "Response::Signed.signature",
+            MAX_SIGNATURE_BYTES,
+        )
+    }
+
+    pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        bounded_text(deserializer, "a text (reason or version)", MAX_TEXT_BYTES)
+    }
+
+    pub(crate) fn audit_proofs<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        list(deserializer, "Response::Audit.proofs", MAX_AUDIT_LEAVES)
+    }
+
+    pub(crate) fn proof_leaf<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        list(deserializer, "Response::Audit.proofs[].leaf", LEAF_SIZE)
+    }
+
+    pub(crate) fn proof_path<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<[u8; 32]>, D::Error> {
+        list(
+            deserializer,
+            "Response::Audit.proofs[].path",
+            MAX_DEPTH as usize,
+        )
+    }
 }
 
 /// Serde helpers that put 32-byte values on the wire as raw arrays.
@@ -529,9 +734,7 @@ pub(crate) mod raw_piece_ids {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<PieceId>, D::Error> {
-        // serde pre-allocates at most ~1 MiB whatever length the input
-        // declares; each element then needs 32 bytes of input.
-        let ids = Vec::<[u8; 32]>::deserialize(deserializer)?;
+        let ids = super::bounded::commitment_pieces(deserializer)?;
         Ok(ids.into_iter().map(PieceId).collect())
     }
 }
@@ -576,7 +779,9 @@ pub(crate) mod raw_proofs {
     #[derive(Serialize, Deserialize)]
     struct Proof {
         index: u64,
+        #[serde(deserialize_with = "super::bounded::proof_leaf")]
         leaf: Vec<u8>,
+        #[serde(deserialize_with = "super::bounded::proof_path")]
         path: Vec<[u8; 32]>,
     }
 
@@ -594,7 +799,7 @@ pub(crate) mod raw_proofs {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<MerkleProof>, D::Error> {
-        let proofs = Vec::<Proof>::deserialize(deserializer)?;
+        let proofs: Vec<Proof> = super::bounded::audit_proofs(deserializer)?;
         Ok(proofs
             .into_iter()
             .map(|proof| MerkleProof {
