@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
-use common::{Clients, clients_available, rclone_available};
-use dbytes_gateway::devnet::{Devnet, DevnetOptions};
+use common::{Clients, clients_available, new_user, rclone_available, start_devnet};
+use dbytes_gateway::devnet::default_redundancy;
 
 /// Runs `cli_clients.sh <phase>`; panics with its output if it fails.
 async fn cli_script(clients: &Clients, phase: &str) {
@@ -35,22 +33,10 @@ async fn local_network_serves_aws_cli_rclone_and_boto3_and_survives_n_minus_k_pr
     }
     let dir = tempfile::tempdir().expect("temp dir");
     // Five providers, 3-of-5: any two may go.
-    let options = DevnetOptions {
-        s3_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        period_secs: 3600,
-        ..DevnetOptions::new(dir.path().join("net"), 5)
-    };
-    assert_eq!(options.redundancy, (3, 5));
-    let mut devnet = tokio::time::timeout(Duration::from_secs(180), Devnet::start(&options))
-        .await
-        .expect("the local network starts within 3 minutes")
-        .expect("the local network starts");
+    assert_eq!(default_redundancy(5), (3, 5));
+    let mut devnet = start_devnet(dir.path(), 5).await;
     // The boto3 suite expects users with no buckets of their own yet.
-    let book = devnet.gateway().gateway().book();
-    let key = |user: &str| {
-        book.add_user(user, user, 0).expect("add a user");
-        book.issue_access_key(user, 0).expect("issue a key")
-    };
+    let key = |user: &str| new_user(&devnet, user);
     let (alice, bob) = (key("alice"), key("bob"));
     let clients = Clients::new(
         devnet.s3_endpoint(),

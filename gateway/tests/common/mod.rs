@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use dbytes_gateway::devnet::{Devnet, DevnetOptions};
 use dbytes_ledger::book::AccessKey;
 
 /// The longest any one client command may take.
@@ -192,4 +193,26 @@ pub fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
         .collect();
     std::fs::write(path, &bytes).unwrap();
     bytes
+}
+
+/// A local network of `providers` providers under `dir` (S3 on an
+/// OS-chosen port, hour-long periods, the default redundancy); the test
+/// fails if it has not started within 3 minutes.
+pub async fn start_devnet(dir: &Path, providers: usize) -> Devnet {
+    let options = DevnetOptions {
+        s3_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        period_secs: 3600,
+        ..DevnetOptions::new(dir.join("net"), providers)
+    };
+    tokio::time::timeout(Duration::from_secs(180), Devnet::start(&options))
+        .await
+        .expect("the local network starts within 3 minutes")
+        .expect("the local network starts")
+}
+
+/// A new user of the network's gateway, with a fresh access key.
+pub fn new_user(devnet: &Devnet, user: &str) -> AccessKey {
+    let book = devnet.gateway().gateway().book();
+    book.add_user(user, user, 0).expect("add a user");
+    book.issue_access_key(user, 0).expect("issue a key")
 }
