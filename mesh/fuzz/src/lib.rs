@@ -16,10 +16,10 @@ use dbytes_mesh::wire::{MAX_FRAME_BYTES, decode_body, decode_frame, encode_frame
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Bytes any decode may hold at once whatever its input: serde
-/// pre-allocates at most 1 MiB for a sequence whatever length it declares,
-/// and a message nests at most two sequences being filled at a time.
-pub const ALLOWANCE_BYTES: usize = 2 << 20;
+/// Bytes any decode may hold at once whatever its input: the wire's
+/// bounded lists pre-allocate at most 4 KiB whatever length they declare,
+/// and a message nests at most three lists being filled at a time.
+pub const ALLOWANCE_BYTES: usize = 64 << 10;
 
 /// Bytes a decode may hold per input byte beyond the allowance: the
 /// largest in-memory form of the smallest encoding (a proof of three input
