@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use alloy_primitives::U256;
 use anyhow::Context;
@@ -10,7 +11,10 @@ use clap::Subcommand;
 use dbytes_mesh::daemon::ProviderDaemon;
 use dbytes_mesh::daemon::config::{DaemonConfig, PASSWORD_ENV};
 use dbytes_mesh::daemon::init::{InitOptions, init_provider};
-use dbytes_mesh::daemon::operator::{deal_lines, decide_deal, pending_deals, provider_report};
+use dbytes_mesh::daemon::operator::{
+    await_decision, deal_lines, decide_deal, pending_deals, provider_report, queue_decision,
+    running_daemon,
+};
 use dbytes_mesh::deal::DealId;
 use zeroize::Zeroizing;
 
@@ -56,6 +60,8 @@ pub enum ProviderCommand {
         config: PathBuf,
     },
     /// List pending proposals (`--pending`), or `accept ID` / `decline ID`.
+    /// While the daemon runs, the decision is handed to it (it sends it with
+    /// its own transactions) and the command waits for the result.
     Deals {
         /// List proposals waiting for an answer (the default).
         #[arg(long)]
@@ -65,6 +71,9 @@ pub enum ProviderCommand {
         /// The provider's config file.
         #[arg(long, global = true, default_value = "dbytes-provider/provider.toml")]
         config: PathBuf,
+        /// How long to wait for the running daemon to send a decision.
+        #[arg(long, global = true, default_value_t = 120)]
+        wait_secs: u64,
     },
 }
 
@@ -169,18 +178,37 @@ pub async fn run(command: ProviderCommand) -> anyhow::Result<()> {
             pending: _,
             action,
             config,
+            wait_secs,
         } => {
             let config = load(&config)?;
-            match action {
-                Some(DealAction::Accept { id }) => {
-                    decide_deal(&config, DealId(id), true).await?;
-                    println!("accepted deal {id}");
+            let (id, accept) = match action {
+                Some(DealAction::Accept { id }) => (id, true),
+                Some(DealAction::Decline { id }) => (id, false),
+                None => {
+                    print!("{}", deal_lines(&pending_deals(&config).await?));
+                    return Ok(());
                 }
-                Some(DealAction::Decline { id }) => {
-                    decide_deal(&config, DealId(id), false).await?;
-                    println!("declined deal {id}; its escrow went back to the consumer");
+            };
+            match running_daemon(&config.mesh.data_dir) {
+                Some(pid) => {
+                    // The daemon sends from the same wallet: hand it over.
+                    queue_decision(&config, DealId(id), accept)?;
+                    println!(
+                        "queued for the running daemon (pid {pid}); waiting up to {wait_secs} s \
+                         for its transaction"
+                    );
+                    let outcome =
+                        await_decision(&config, DealId(id), Duration::from_secs(wait_secs)).await?;
+                    println!("{}", outcome.message);
                 }
-                None => print!("{}", deal_lines(&pending_deals(&config).await?)),
+                None => {
+                    decide_deal(&config, DealId(id), accept).await?;
+                    if accept {
+                        println!("accepted deal {id}");
+                    } else {
+                        println!("declined deal {id}; its escrow went back to the consumer");
+                    }
+                }
             }
         }
     }

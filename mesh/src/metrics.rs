@@ -47,6 +47,16 @@ pub struct ProviderMetrics {
     /// `dbytes_provider_chain_errors_total{loop}`: failed runs of each chain
     /// loop (listing, deals, proofs, claims).
     pub chain_errors: IntCounterVec,
+    /// `dbytes_provider_deal_scan_blocks_total`: blocks whose deal events
+    /// this process read (a restarted daemon resumes where it left off).
+    pub deal_scan_blocks: IntCounter,
+    /// `dbytes_provider_deal_scan_next_block`: the first block the deals
+    /// loop has not read yet.
+    pub deal_scan_next_block: IntGauge,
+    /// `dbytes_provider_deal_decisions_total{decided_by, decision}`:
+    /// proposals this process accepted or declined, by the `rules` or by
+    /// the `operator`.
+    pub deal_decisions: IntCounterVec,
 }
 
 impl ProviderMetrics {
@@ -130,6 +140,22 @@ impl ProviderMetrics {
                 &["loop"],
             )
             .expect("a valid metric name and labels"),
+            deal_scan_blocks: counter(
+                "dbytes_provider_deal_scan_blocks_total",
+                "Blocks whose deal events this process read.",
+            ),
+            deal_scan_next_block: gauge(
+                "dbytes_provider_deal_scan_next_block",
+                "The first block the deals loop has not read yet.",
+            ),
+            deal_decisions: IntCounterVec::new(
+                Opts::new(
+                    "dbytes_provider_deal_decisions_total",
+                    "Proposals accepted or declined, by who decided.",
+                ),
+                &["decided_by", "decision"],
+            )
+            .expect("a valid metric name and labels"),
         }
     }
 
@@ -149,6 +175,9 @@ impl ProviderMetrics {
         registry.register(Box::new(self.credit_tokens.clone()))?;
         registry.register(Box::new(self.deals.clone()))?;
         registry.register(Box::new(self.chain_errors.clone()))?;
+        registry.register(Box::new(self.deal_scan_blocks.clone()))?;
+        registry.register(Box::new(self.deal_scan_next_block.clone()))?;
+        registry.register(Box::new(self.deal_decisions.clone()))?;
         Ok(())
     }
 }

@@ -129,15 +129,25 @@ impl ChainClient {
 
     /// Every deal id ever proposed to or opened with `provider`, oldest first.
     pub async fn provider_deal_ids(&self, provider: Address) -> Result<Vec<DealId>, ChainError> {
+        let (head, _) = self.head().await?;
+        self.provider_deal_ids_in(provider, self.deployment.deploy_block, head)
+            .await
+    }
+
+    /// The deal ids proposed to or opened with `provider` in blocks
+    /// `from_block..=to_block`, oldest first: a daemon that remembers how
+    /// far it read asks only about the blocks since.
+    pub async fn provider_deal_ids_in(
+        &self,
+        provider: Address,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Vec<DealId>, ChainError> {
         let filter = Filter::new()
             .address(self.deployment.contracts.marketplace)
             .event_signature(M::DealCreated::SIGNATURE_HASH)
             .topic3(provider.into_word());
-        let (head, _) = self.head().await?;
-        let logs = self
-            .rpc
-            .logs(&filter, self.deployment.deploy_block, head)
-            .await?;
+        let logs = self.rpc.logs(&filter, from_block, to_block).await?;
         Ok(logs
             .iter()
             .filter_map(|log| M::DealCreated::decode_log(&log.inner).ok())

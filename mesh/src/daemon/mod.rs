@@ -9,8 +9,12 @@
 //!
 //! - listing ([`listing`]): registers or updates the listing to match the
 //!   config and tops up the collateral pool;
-//! - deals ([`deals`]): accepts or declines proposals by the `[policy]`
-//!   rules (or leaves them to the operator);
+//! - deals ([`deals`]): reads new deal events forward from where it
+//!   stopped (saved in `deal_scan.json`), sends the operator's queued
+//!   decisions ([`decisions`]: the `deals accept|decline` command hands
+//!   them over so two processes never send from one wallet at once), and
+//!   accepts or declines the other proposals by the `[policy]` rules (or
+//!   leaves them to the operator);
 //! - proofs ([`proofs`]): each period, anchors the seed, builds the
 //!   challenged proofs from the store and submits them in one transaction,
 //!   well before the window closes; counts proofs made and missed;
@@ -30,6 +34,7 @@
 pub mod claims;
 pub mod config;
 pub mod deals;
+pub mod decisions;
 pub mod exporter;
 pub mod init;
 pub mod listing;
@@ -66,7 +71,8 @@ use crate::settings::SettingsError;
 use crate::store::PieceStore;
 use crate::transport::{TransportError, load_or_create_node_secret, node_id};
 use config::{AcceptRules, ConfigError, DaemonConfig, IntervalSettings, ListingPlan};
-use state::{CommitmentBook, NodeFile, StateError, StatusFile};
+use decisions::DecisionQueue;
+use state::{CommitmentBook, DealScan, NodeFile, StateError, StatusFile};
 
 /// Why the daemon did not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +107,9 @@ pub enum DaemonError {
     /// A start-up task failed.
     #[error("a start-up task failed: {0}")]
     Task(String),
+    /// The daemon did not carry out an operator's decision.
+    #[error("{0}")]
+    Decision(String),
 }
 
 /// Seconds since the Unix epoch.
@@ -152,6 +161,12 @@ pub(crate) struct Context {
     /// `(deal, period)` known to be proven, so each run asks the chain only
     /// about what is still due.
     proven: Mutex<HashSet<(U256, u64)>>,
+    /// The data directory (state files).
+    data_dir: PathBuf,
+    /// How far the deal events are read (saved in the data dir).
+    scan: Mutex<DealScan>,
+    /// The operator's decisions waiting to be sent.
+    decisions: DecisionQueue,
 }
 
 impl Context {
@@ -166,6 +181,14 @@ impl Context {
 
     fn set_known(&self, deals: Vec<Deal>) {
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = deals;
+    }
+
+    fn scan(&self) -> DealScan {
+        self.scan.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_scan(&self, scan: DealScan) {
+        *self.scan.lock().unwrap_or_else(|e| e.into_inner()) = scan;
     }
 
     fn is_known_proven(&self, deal: U256, period: u64) -> bool {
@@ -434,6 +457,23 @@ impl ProviderDaemon {
         status.started_at = started_at;
         status.pid = std::process::id();
         status.errors.clear();
+        let deployment = client.deployment();
+        let scan = DealScan::resume(
+            &data_dir,
+            DealScan::start(
+                deployment.contracts.marketplace,
+                deployment.deploy_block_hash,
+                deployment.deploy_block,
+            ),
+        );
+        metrics
+            .deal_scan_next_block
+            .set(i64::try_from(scan.next_block).unwrap_or(i64::MAX));
+        info!(
+            from_block = scan.next_block,
+            deals = scan.deal_ids.len(),
+            "reading deal events"
+        );
         let context = Arc::new(Context {
             client,
             me,
@@ -449,6 +489,9 @@ impl ProviderDaemon {
             status: Mutex::new(status),
             known: Mutex::new(Vec::new()),
             proven: Mutex::new(HashSet::new()),
+            data_dir: data_dir.clone(),
+            scan: Mutex::new(scan),
+            decisions: DecisionQueue::new(&data_dir),
         });
         let every = |secs| Duration::from_secs(secs).max(Duration::from_millis(200));
         let intervals = &config.intervals;

@@ -1,15 +1,20 @@
 //! What the operator's commands do: `dbytes provider status` (read-only,
 //! works while the daemon runs: it reads the daemon's `node.json` and
 //! `status.json` and asks the chain) and `dbytes provider deals` (pending
-//! proposals; accept or decline one with the provider's wallet).
+//! proposals; accept or decline one: handed to the running daemon, which
+//! sends it with its own transactions, or sent with the provider's wallet
+//! when no daemon runs).
 
 use std::fmt;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, U256};
 use dbytes_ledger::chain::units::{format_bytes, format_tokens};
 use dbytes_ledger::chain::{ChainClient, Deal, DealState, Listing, Pool};
 
 use super::config::DaemonConfig;
+use super::decisions::{Decision, DecisionOutcome, DecisionQueue};
 use super::state::{NodeFile, StatusFile};
 use super::{DaemonError, connect, open_wallet, unix_now};
 use crate::deal::DealId;
@@ -80,7 +85,69 @@ pub async fn pending_deals(config: &DaemonConfig) -> Result<Vec<Deal>, DaemonErr
         .collect())
 }
 
-/// Accepts (`accept`) or declines proposal `id` with the provider's wallet.
+/// A status file older than this means the daemon is not running (it
+/// rewrites the file at least once a minute).
+const STATUS_STALE_SECS: u64 = 90;
+
+/// The process id of the daemon running on `data_dir`, if one is: its
+/// status file is fresh and (where `/proc` tells) its process exists.
+pub fn running_daemon(data_dir: &Path) -> Option<u32> {
+    let status = StatusFile::load(data_dir).ok()??;
+    if unix_now().saturating_sub(status.updated_at) > STATUS_STALE_SECS {
+        return None;
+    }
+    let proc = Path::new("/proc");
+    if proc.join("self").exists() && !proc.join(status.pid.to_string()).exists() {
+        return None;
+    }
+    Some(status.pid)
+}
+
+/// Hands the operator's decision on proposal `id` to the running daemon
+/// (see [`super::decisions`]); [`await_decision`] waits for its outcome.
+pub fn queue_decision(config: &DaemonConfig, id: DealId, accept: bool) -> Result<(), DaemonError> {
+    let decision = Decision {
+        deal: id.0,
+        accept,
+        queued_at: unix_now(),
+    };
+    DecisionQueue::new(&config.mesh.data_dir).queue(&decision)?;
+    Ok(())
+}
+
+/// Waits up to `wait` for the daemon to carry out the decision queued on
+/// `id`: the outcome if it sent the transaction, an error saying why not
+/// (or that it is still queued).
+pub async fn await_decision(
+    config: &DaemonConfig,
+    id: DealId,
+    wait: Duration,
+) -> Result<DecisionOutcome, DaemonError> {
+    let queue = DecisionQueue::new(&config.mesh.data_dir);
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(outcome) = queue.outcome(id.0)? {
+            return if outcome.sent {
+                Ok(outcome)
+            } else {
+                Err(DaemonError::Decision(outcome.message))
+            };
+        }
+        if Instant::now() >= deadline {
+            return Err(DaemonError::Decision(format!(
+                "the daemon has not sent the decision on deal {id} within {} s; it stays queued \
+                 and the daemon sends it when it can: see `dbytes provider status` and the \
+                 daemon's log",
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Accepts (`accept`) or declines proposal `id` with the provider's wallet,
+/// from this process: only while no daemon runs on the wallet (see
+/// [`running_daemon`]), or both could send with the same nonce.
 pub async fn decide_deal(
     config: &DaemonConfig,
     id: DealId,

@@ -1,7 +1,9 @@
 //! What the daemon keeps on disk besides pieces: the commitments it signed
 //! (the chain stores only their roots; proving needs the piece order), the
-//! node's address for whoever dials it (`node.json`), and its status for
-//! `dbytes provider status` (`status.json`).
+//! node's address for whoever dials it (`node.json`), its status for
+//! `dbytes provider status` (`status.json`), and how far it has read the
+//! marketplace's deal events (`deal_scan.json`, so a restart resumes there
+//! instead of reading the chain's history again).
 //!
 //! Every file is written whole to a temporary file, fsynced and renamed, so
 //! a reader (another process, or this one after kill -9) sees the old
@@ -13,7 +15,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, B256, U256};
 use dbytes_ledger::piece::PieceId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,8 @@ use crate::deal::DealId;
 pub const NODE_FILE: &str = "node.json";
 /// The status file's name in the data dir.
 pub const STATUS_FILE: &str = "status.json";
+/// The deal scan file's name in the data dir.
+pub const DEAL_SCAN_FILE: &str = "deal_scan.json";
 const COMMITMENTS_DIR: &str = "commitments";
 
 /// Why a state file could not be read or written.
@@ -76,7 +80,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     Ok(())
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|err| StateError::Invalid {
         path: path.to_path_buf(),
         reason: err.to_string(),
@@ -193,6 +197,9 @@ pub struct StatusFile {
     pub deals: Vec<DealStatus>,
     /// The latest error of each loop that is failing now.
     pub errors: BTreeMap<String, String>,
+    /// The last block whose deal events the deals loop has read.
+    #[serde(default)]
+    pub deals_scanned_to_block: u64,
 }
 
 impl StatusFile {
@@ -209,6 +216,70 @@ impl StatusFile {
     /// The file in `data_dir`, if a daemon wrote one.
     pub fn load(data_dir: &Path) -> Result<Option<StatusFile>, StateError> {
         read_json(&StatusFile::path(data_dir))
+    }
+}
+
+/// How far the deals loop has read the marketplace's `DealCreated` events
+/// for this provider, and the deals they named: `<data dir>/deal_scan.json`,
+/// written after every range of blocks read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealScan {
+    /// The marketplace the events came from.
+    pub marketplace: Address,
+    /// The hash of its deployment's first block: a chain started afresh
+    /// under the same address (a local network) starts the scan afresh.
+    pub deploy_block_hash: B256,
+    /// The first block not read yet.
+    pub next_block: u64,
+    /// The deals found so far, oldest first.
+    pub deal_ids: Vec<U256>,
+}
+
+impl DealScan {
+    /// A scan of a deployment that starts at its first block.
+    pub fn start(marketplace: Address, deploy_block_hash: B256, deploy_block: u64) -> DealScan {
+        DealScan {
+            marketplace,
+            deploy_block_hash,
+            next_block: deploy_block,
+            deal_ids: Vec::new(),
+        }
+    }
+
+    /// `<data_dir>/deal_scan.json`.
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(DEAL_SCAN_FILE)
+    }
+
+    /// Writes the file into `data_dir`.
+    pub fn save(&self, data_dir: &Path) -> Result<(), StateError> {
+        write_json(&DealScan::path(data_dir), self)
+    }
+
+    /// The scan saved in `data_dir` if it is of the same deployment as
+    /// `fresh`, else `fresh` (also when the file is unreadable: reading
+    /// the history again costs time, not correctness).
+    pub fn resume(data_dir: &Path, fresh: DealScan) -> DealScan {
+        match read_json::<DealScan>(&DealScan::path(data_dir)) {
+            Ok(Some(saved))
+                if saved.marketplace == fresh.marketplace
+                    && saved.deploy_block_hash == fresh.deploy_block_hash
+                    && saved.next_block >= fresh.next_block =>
+            {
+                saved
+            }
+            _ => fresh,
+        }
+    }
+
+    /// Records the deals found in the blocks up to `to_block`.
+    pub fn advance(&mut self, to_block: u64, found: impl IntoIterator<Item = U256>) {
+        for id in found {
+            if !self.deal_ids.contains(&id) {
+                self.deal_ids.push(id);
+            }
+        }
+        self.next_block = self.next_block.max(to_block.saturating_add(1));
     }
 }
 
@@ -308,6 +379,31 @@ mod tests {
         assert_eq!(StatusFile::load(&dir).unwrap(), Some(status));
         std::fs::write(StatusFile::path(&dir), b"{").unwrap();
         assert!(StatusFile::load(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_deal_scan_resumes_only_on_the_same_deployment() {
+        let dir = temp_dir();
+        let market = Address::repeat_byte(1);
+        let genesis = B256::repeat_byte(2);
+        let fresh = DealScan::start(market, genesis, 5);
+        assert_eq!(DealScan::resume(&dir, fresh.clone()), fresh);
+        let mut scan = fresh.clone();
+        scan.advance(99, [U256::from(3), U256::from(4)]);
+        scan.advance(120, [U256::from(4), U256::from(9)]);
+        assert_eq!(scan.next_block, 121);
+        assert_eq!(
+            scan.deal_ids,
+            vec![U256::from(3), U256::from(4), U256::from(9)]
+        );
+        scan.save(&dir).unwrap();
+        assert_eq!(DealScan::resume(&dir, fresh.clone()), scan);
+        // Another chain under the same address starts afresh.
+        let other = DealScan::start(market, B256::repeat_byte(3), 5);
+        assert_eq!(DealScan::resume(&dir, other.clone()), other);
+        std::fs::write(DealScan::path(&dir), b"{").unwrap();
+        assert_eq!(DealScan::resume(&dir, fresh.clone()), fresh);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

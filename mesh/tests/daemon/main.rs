@@ -465,7 +465,7 @@ async fn proposals_are_accepted_or_declined_by_the_rules() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         network.proxy.restore();
     };
-    let (provider, ()) = tokio::join!(ProviderProcess::spawn(&network, "rules", spec), restore);
+    let (mut provider, ()) = tokio::join!(ProviderProcess::spawn(&network, "rules", spec), restore);
     assert!(
         provider
             .log()
@@ -541,9 +541,116 @@ async fn proposals_are_accepted_or_declined_by_the_rules() {
         text.contains(&format!("deal {:>4}  proposed", waiting.to_string())),
         "{text}"
     );
+    // While the daemon runs, the command hands the decision to it (one
+    // sender per wallet, no nonce clash) and waits for the transaction.
     let accepted = by_hand.command(&["deals", "accept", &waiting.to_string()]);
+    let text = String::from_utf8_lossy(&accepted.stdout);
     assert!(accepted.status.success(), "{accepted:?}");
+    assert!(text.contains("queued for the running daemon"), "{text}");
+    assert!(text.contains(&format!("accepted deal {waiting}")), "{text}");
     assert_eq!(state(waiting).await, Some(DealState::Active));
+    let decisions = |by: &str, decision: &str| {
+        format!(
+            "dbytes_provider_deal_decisions_total{{decided_by=\"{by}\",decision=\"{decision}\"}}"
+        )
+    };
+    assert_eq!(
+        metric(&by_hand.metrics().await, &decisions("operator", "accept")),
+        Some(1.0)
+    );
+    // A decision on a deal that is no proposal is refused, naming why.
+    let again = by_hand.command(&["deals", "decline", &waiting.to_string()]);
+    assert!(!again.status.success(), "{again:?}");
+    let error = String::from_utf8_lossy(&again.stderr);
+    assert!(error.contains("is active, not an open proposal"), "{error}");
+    assert_eq!(state(waiting).await, Some(DealState::Active));
+    let second = consumer
+        .chain
+        .propose_deal(&propose(&by_hand, 4, None), None)
+        .await
+        .unwrap();
+    let declined = by_hand.command(&["deals", "decline", &second.to_string()]);
+    assert!(declined.status.success(), "{declined:?}");
+    assert!(String::from_utf8_lossy(&declined.stdout).contains("queued"));
+    assert_eq!(state(second).await, Some(DealState::Closed));
+    // With no daemon running, the command sends the transaction itself.
+    let mut by_hand = by_hand;
+    by_hand.kill();
+    let third = consumer
+        .chain
+        .propose_deal(&propose(&by_hand, 4, None), None)
+        .await
+        .unwrap();
+    let direct = by_hand.command(&["deals", "accept", &third.to_string()]);
+    let text = String::from_utf8_lossy(&direct.stdout);
+    assert!(direct.status.success(), "{direct:?}");
+    assert!(
+        !text.contains("queued") && text.contains(&format!("accepted deal {third}")),
+        "{text}"
+    );
+    assert_eq!(state(third).await, Some(DealState::Active));
+
+    // The rules' provider read the deal events forward from where it
+    // stopped, and a restart resumes there: it reads only the blocks since
+    // and sends nothing for the proposals it already answered.
+    let body = provider.metrics().await;
+    assert_eq!(metric(&body, &decisions("rules", "accept")), Some(1.0));
+    assert_eq!(metric(&body, &decisions("rules", "decline")), Some(2.0));
+    network.anvil.mine(1500).await.unwrap();
+    let (head, _) = consumer.chain.head().await.unwrap();
+    wait_for(
+        "the daemon reads the deal events up to the head",
+        60,
+        || async {
+            provider
+                .status()
+                .filter(|status| status.deals_scanned_to_block >= head)
+                .map(|_| ())
+        },
+    )
+    .await;
+    provider.kill();
+    provider.start().await;
+    wait_for("the restarted daemon knows its three deals", 60, || async {
+        provider
+            .status()
+            .filter(|status| {
+                status.deals.len() == 3
+                    && status.deals_scanned_to_block >= head
+                    && status.pid == provider.node.pid
+            })
+            .map(|_| ())
+    })
+    .await;
+    let body = provider.metrics().await;
+    let scanned = metric(&body, "dbytes_provider_deal_scan_blocks_total").unwrap();
+    assert!(
+        scanned < 500.0,
+        "the restarted daemon read {scanned} blocks of deal events, more than the chain grew by \
+         since it stopped"
+    );
+    assert_eq!(metric(&body, &decisions("rules", "accept")), None);
+    assert_eq!(metric(&body, &decisions("rules", "decline")), None);
+    // New proposals are still found.
+    let later = consumer
+        .chain
+        .propose_deal(&propose(&provider, 4, Some(2 * TOKEN)), None)
+        .await
+        .unwrap();
+    wait_for(
+        "the restarted daemon accepts a new proposal",
+        30,
+        || async { (state(later).await == Some(DealState::Active)).then_some(()) },
+    )
+    .await;
+    let (now_head, _) = consumer.chain.head().await.unwrap();
+    let status = provider.status().unwrap();
+    assert!(status.deals_scanned_to_block > head, "{status:?}");
+    assert!(status.deals_scanned_to_block <= now_head);
+    assert_eq!(
+        metric(&provider.metrics().await, &decisions("rules", "accept")),
+        Some(1.0)
+    );
 }
 
 /// The chain authority and signer without a daemon: the terms come from the
