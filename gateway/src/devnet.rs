@@ -13,6 +13,8 @@
 //! This is for development on one machine: every keystore is protected by
 //! the password [`DEVNET_PASSWORD`], accounts are funded from anvil and
 //! the faucet, and the gateway opens one deal with each provider.
+//! Providers can join a running network ([`Devnet::add_provider`]) and be
+//! stopped ([`Devnet::stop_provider`]), which is what the repair tests do.
 //!
 //! Main types: [`DevnetOptions`], [`Devnet`].
 
@@ -33,7 +35,7 @@ use dbytes_mesh::daemon::config::DaemonConfig;
 use dbytes_mesh::daemon::init::{InitOptions, init_provider};
 
 use crate::node::GatewayNode;
-use crate::settings::GatewaySettings;
+use crate::settings::{GatewaySettings, RepairSettings};
 
 /// The password of every keystore of a local network.
 pub const DEVNET_PASSWORD: &str = "devnet";
@@ -58,6 +60,12 @@ pub struct DevnetOptions {
     pub deal_bytes: u64,
     /// Periods each of the gateway's deals runs.
     pub deal_periods: u32,
+    /// The gateway's repair worker (tests shorten its intervals).
+    pub repair: RepairSettings,
+    /// Piece size of new objects in bytes (a power of two of at least
+    /// 128 KiB); 0 for the gateway's default. Small pieces give many
+    /// segments from small objects.
+    pub piece_size_bytes: u64,
 }
 
 impl DevnetOptions {
@@ -72,6 +80,8 @@ impl DevnetOptions {
             redundancy: default_redundancy(providers),
             deal_bytes: 2 << 30,
             deal_periods: 10_000,
+            repair: RepairSettings::default(),
+            piece_size_bytes: 0,
         }
     }
 }
@@ -110,13 +120,28 @@ fn step<E: std::fmt::Display>(step: impl Into<String>) -> impl FnOnce(E) -> Devn
 }
 
 /// A running local network.
-#[derive(Debug)]
 pub struct Devnet {
     anvil: Anvil,
+    deployer: ChainClient,
+    deployment_path: PathBuf,
     providers: Vec<ProviderDaemon>,
+    /// The number the next provider's directory gets (`provider-<n>`).
+    next_provider: usize,
     gateway: GatewayNode,
+    root: RootSecret,
+    options: DevnetOptions,
     access_key: AccessKey,
     dir: PathBuf,
+}
+
+impl std::fmt::Debug for Devnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devnet")
+            .field("dir", &self.dir)
+            .field("providers", &self.providers.len())
+            .field("gateway", &self.gateway)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Devnet {
@@ -140,8 +165,14 @@ impl Devnet {
         .await
         .map_err(step("connecting to anvil"))?;
 
-        let mut providers = Vec::with_capacity(options.providers);
-        for index in 0..options.providers {
+        // Providers added to a running network have directories too: a
+        // resumed network starts them all, or their pieces would look lost.
+        let mut count = options.providers;
+        while dir.join(format!("provider-{count}")).exists() {
+            count += 1;
+        }
+        let mut providers = Vec::with_capacity(count);
+        for index in 0..count {
             let provider_dir = dir.join(format!("provider-{index}"));
             let daemon = start_provider(&provider_dir, &rpc, &deployment_path, &deployer).await?;
             providers.push(daemon);
@@ -162,11 +193,43 @@ impl Devnet {
         open_deals(&gateway, &providers, &rpc, &deployment_path, &root, options).await?;
         Ok(Devnet {
             anvil,
+            deployer,
+            deployment_path,
             providers,
+            next_provider: count,
             gateway,
+            root,
+            options: options.clone(),
             access_key,
             dir,
         })
+    }
+
+    /// Starts one more provider daemon (in `provider-<n>`, listed on the
+    /// chain, funded) and opens a deal between it and the gateway's user,
+    /// which the gateway's mesh store then knows about: somewhere new for
+    /// repairs and uploads to go. Returns its index in
+    /// [`Devnet::providers`].
+    pub async fn add_provider(&mut self) -> Result<usize, DevnetError> {
+        let provider_dir = self.dir.join(format!("provider-{}", self.next_provider));
+        let rpc = self.anvil.endpoint().to_owned();
+        let daemon =
+            start_provider(&provider_dir, &rpc, &self.deployment_path, &self.deployer).await?;
+        let opened = open_deals(
+            &self.gateway,
+            std::slice::from_ref(&daemon),
+            &rpc,
+            &self.deployment_path,
+            &self.root,
+            &self.options,
+        )
+        .await;
+        // Kept even if the deal failed: a running daemon is stopped by
+        // `stop`, and the next start resumes it.
+        self.next_provider += 1;
+        self.providers.push(daemon);
+        opened?;
+        Ok(self.providers.len() - 1)
     }
 
     /// The S3 endpoint, `http://127.0.0.1:<port>`.
@@ -338,7 +401,9 @@ async fn start_provider(
             zeroize::Zeroizing::new(DEVNET_PASSWORD.to_owned()),
         );
         options.deployment = Some(deployment.to_owned());
-        options.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        // A port of its own, kept in its config: a resumed network finds
+        // its providers where the chain's listings say they are.
+        options.listen_addr = free_local_addr()?;
         options.metrics_addr = "127.0.0.1:0".to_owned();
         tokio::task::spawn_blocking(move || init_provider(&options))
             .await
@@ -362,6 +427,13 @@ async fn start_provider(
     ProviderDaemon::start(config)
         .await
         .map_err(step(format!("starting provider {}", dir.display())))
+}
+
+/// A loopback address with a port nobody listens on now.
+fn free_local_addr() -> Result<SocketAddr, DevnetError> {
+    let socket =
+        std::net::UdpSocket::bind(("127.0.0.1", 0)).map_err(step("finding a free port"))?;
+    socket.local_addr().map_err(step("finding a free port"))
 }
 
 /// The gateway's settings and root secret, writing them on first start.
@@ -392,6 +464,8 @@ fn gateway_settings(
     settings.secret.keystore = keystore_path;
     settings.mesh.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     settings.metrics.listen = "127.0.0.1:0".to_owned();
+    settings.repair = options.repair.clone();
+    settings.storage.piece_size_bytes = options.piece_size_bytes;
     Ok((settings, root))
 }
 
