@@ -176,6 +176,7 @@ impl GatewayNode {
                 default_redundancy: policy,
                 pipeline: PipelineConfig {
                     segments_in_flight: settings.storage.segments_in_flight,
+                    piece_size: piece_size(settings)?,
                     ..PipelineConfig::default()
                 },
                 virtual_host_domains: settings.s3.virtual_host_domains.clone(),
@@ -301,6 +302,21 @@ impl GatewayNode {
                 Ok(Err(err)) => tracing::warn!(%err, "a gateway task failed"),
                 Err(_) => tracing::warn!("a gateway task did not stop within 15 s"),
             }
+        }
+    }
+}
+
+/// The piece size of `[storage] piece_size_bytes`, `None` for the default.
+fn piece_size(settings: &GatewaySettings) -> Result<Option<usize>, NodeError> {
+    match settings.storage.piece_size_bytes {
+        0 => Ok(None),
+        bytes => {
+            let policy = RedundancyPolicy::new(1, 1).map_err(|err| setting("[storage]", err))?;
+            let size = usize::try_from(bytes)
+                .map_err(|_| setting("[storage] piece_size_bytes", "too large"))?;
+            crate::codec::SegmentLayout::new(policy, size)
+                .map_err(|err| setting("[storage] piece_size_bytes", err))?;
+            Ok(Some(size))
         }
     }
 }

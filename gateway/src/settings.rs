@@ -72,6 +72,9 @@ pub struct StorageSettings {
     pub total_pieces: u16,
     /// Segments stored at once per upload.
     pub segments_in_flight: usize,
+    /// Bytes of each piece of new objects (a power of two, at least
+    /// 128 KiB); 0 picks it from the redundancy (32 MiB segments).
+    pub piece_size_bytes: u64,
 }
 
 impl Default for StorageSettings {
@@ -81,6 +84,7 @@ impl Default for StorageSettings {
             data_pieces: 4,
             total_pieces: 6,
             segments_in_flight: 2,
+            piece_size_bytes: 0,
         }
     }
 }

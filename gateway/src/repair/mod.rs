@@ -2,27 +2,36 @@
 //!
 //! Each round it audits every placed piece of every manifest (a random leaf
 //! against the root the piece's deal slot recorded: a provider that is
-//! gone, deleted the piece or answers for other bytes fails), queues the
-//! segments with unhealthy pieces in the book (so a restarted gateway
-//! resumes), and repairs the most endangered first: any k healthy pieces
+//! gone, deleted the piece or answers for other bytes fails; providers are
+//! audited side by side, each one's pieces in turn), queues the segments
+//! that fell below the repair threshold of their bucket's policy in the
+//! book (so a restarted gateway resumes), records what the round found
+//! ([`dbytes_ledger::book::RepairStatus`], read by `dbytes repair status`),
+//! and repairs the most endangered first: any k healthy pieces
 //! are fetched, the sealed segment rebuilt and the missing pieces
 //! regenerated without decryption, stored on providers the segment does
 //! not already use, and swapped into the manifest and the deals' slots in
 //! one book transaction that also queues the old placements for freeing.
-//! Repairs are rate-limited in segments and bytes per second.
+//! Repairs are rate-limited in segments and bytes per second; a failed
+//! repair is retried after a delay that doubles with each failure
+//! ([`retry_delay`]).
 //!
 //! It is not where pieces are placed (`crate::mesh`) nor where the queue is
 //! kept (`dbytes_ledger::book`). Main types: [`RepairWorker`],
 //! [`RepairTuning`], [`RepairMetrics`].
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dbytes_ledger::book::{
-    Book, BookError, PieceRecord, RepairOutcome, RepairTask, SegmentRecord, SegmentRef,
+    Book, BookError, BucketId, HealthRound, ManifestPart, PieceRecord, Placement, Redundancy,
+    RepairOutcome, RepairTask, SegmentRecord, SegmentRef,
 };
-use dbytes_placement::RedundancyPolicy;
-use prometheus::{IntCounter, IntGauge, Registry};
+use dbytes_ledger::piece::PieceId;
+use dbytes_placement::{PolicyError, RedundancyPolicy};
+use futures::StreamExt;
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +74,15 @@ pub struct RepairMetrics {
     pub repaired_bytes: IntCounter,
     /// Pieces that failed an audit.
     pub audit_failures: IntCounter,
+    /// Repair attempts that failed (retried later).
+    pub failed_attempts: IntCounter,
+    /// Segments by their count of healthy pieces in the last health round
+    /// (label `healthy`).
+    pub segments_by_healthy: IntGaugeVec,
+    /// When the last health round finished (Unix seconds).
+    pub last_round_timestamp: IntGauge,
+    /// When the last pass over the queue finished (Unix seconds).
+    pub last_pass_timestamp: IntGauge,
 }
 
 impl RepairMetrics {
@@ -87,6 +105,26 @@ impl RepairMetrics {
                 "dbytes_repair_audit_failures_total",
                 "Pieces that failed an off-chain audit",
             ),
+            failed_attempts: counter(
+                "dbytes_repair_failed_attempts_total",
+                "Segment repairs that failed and will be retried",
+            ),
+            segments_by_healthy: IntGaugeVec::new(
+                Opts::new(
+                    "dbytes_repair_segments_by_healthy_pieces",
+                    "Segments by their count of healthy pieces in the last health round",
+                ),
+                &["healthy"],
+            )
+            .expect("valid metric"),
+            last_round_timestamp: gauge(
+                "dbytes_repair_last_round_timestamp_seconds",
+                "When the last health round finished",
+            ),
+            last_pass_timestamp: gauge(
+                "dbytes_repair_last_pass_timestamp_seconds",
+                "When the last pass over the repair queue finished",
+            ),
         }
     }
 
@@ -96,6 +134,10 @@ impl RepairMetrics {
         registry.register(Box::new(self.repaired_segments.clone()))?;
         registry.register(Box::new(self.repaired_bytes.clone()))?;
         registry.register(Box::new(self.audit_failures.clone()))?;
+        registry.register(Box::new(self.failed_attempts.clone()))?;
+        registry.register(Box::new(self.segments_by_healthy.clone()))?;
+        registry.register(Box::new(self.last_round_timestamp.clone()))?;
+        registry.register(Box::new(self.last_pass_timestamp.clone()))?;
         Ok(())
     }
 }
@@ -140,7 +182,77 @@ pub struct RepairWorker {
     book: Book,
     tuning: RepairTuning,
     metrics: RepairMetrics,
+    /// When each segment whose repair failed may be tried again (in
+    /// memory: after a restart every queued segment is tried once more).
+    not_before: Arc<Mutex<HashMap<SegmentRef, Instant>>>,
     stop: CancellationToken,
+}
+
+/// How long a segment whose repair failed `attempts` times waits before
+/// the next try: the queue interval, doubled with each failure, at most
+/// an hour.
+pub fn retry_delay(attempts: u32, interval: Duration) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(16);
+    interval
+        .saturating_mul(factor)
+        .min(Duration::from_secs(3600))
+}
+
+/// The redundancy policy a part is repaired by: its bucket's thresholds
+/// when the bucket's k and n are the part's (the bucket may have changed
+/// policy since), else the default thresholds of the part's k and n.
+pub fn part_policy(
+    part: &ManifestPart,
+    bucket: Option<&Redundancy>,
+) -> Result<RedundancyPolicy, PolicyError> {
+    match bucket {
+        Some(redundancy)
+            if redundancy.data_pieces == part.data_pieces
+                && redundancy.total_pieces == part.total_pieces =>
+        {
+            RedundancyPolicy::with_thresholds(
+                redundancy.data_pieces,
+                redundancy.total_pieces,
+                redundancy.repair_threshold,
+                redundancy.success_threshold,
+            )
+        }
+        _ => RedundancyPolicy::new(part.data_pieces, part.total_pieces),
+    }
+}
+
+/// Providers audited at once in a health round.
+const AUDITS_IN_FLIGHT: usize = 8;
+
+/// Failed audits in a row after which a provider's remaining pieces are
+/// counted unhealthy without asking (it is gone: each would wait for the
+/// connect timeout).
+const FAILURES_TO_GIVE_UP: u32 = 2;
+
+/// One piece to audit: its segment (index into the round's list), its
+/// index in the segment, its id and placement.
+type AuditItem = (usize, usize, PieceId, Placement);
+
+fn segment_ref(
+    bucket: BucketId,
+    key_id: dbytes_ledger::book::KeyId,
+    part: usize,
+    segment: usize,
+) -> SegmentRef {
+    SegmentRef {
+        bucket,
+        key_id,
+        part: part as u32,
+        segment: segment as u32,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The map stays consistent between statements; a panic elsewhere does
+    // not make it unusable.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now_ms() -> u64 {
@@ -166,6 +278,7 @@ impl RepairWorker {
             book,
             tuning,
             metrics: RepairMetrics::new(),
+            not_before: Arc::default(),
             stop: CancellationToken::new(),
         }
     }
@@ -204,58 +317,123 @@ impl RepairWorker {
         })
     }
 
-    /// Audits every placed piece once and queues every segment with an
-    /// unhealthy piece. Returns how many segments are queued.
+    /// Audits every placed piece once, queues every segment below the
+    /// repair threshold of its bucket's policy and records the round in the
+    /// book. Returns how many segments are queued.
     pub async fn check_health(&self) -> Result<usize, RepairError> {
+        let started_ms = now_ms();
         let book = self.book.clone();
-        let manifests = blocking(move || book.all_manifests()).await?;
-        // A provider that is gone fails every audit: skip its other pieces.
-        let mut dead: HashMap<String, ()> = HashMap::new();
-        for (bucket, key_id, manifest) in manifests {
+        let (manifests, buckets) =
+            blocking(move || Ok((book.all_manifests()?, book.bucket_redundancies()?))).await?;
+        // Every segment with its threshold, and every placed piece by provider.
+        let mut segments: Vec<(SegmentRef, u16, Vec<bool>)> = Vec::new();
+        let mut by_provider: HashMap<String, Vec<AuditItem>> = HashMap::new();
+        for (bucket, key_id, manifest) in &manifests {
             for (part_index, part) in manifest.parts.iter().enumerate() {
+                let threshold = part_policy(part, buckets.get(bucket))
+                    .map_or(part.total_pieces, |policy| policy.repair_threshold());
                 for (segment_index, segment) in part.segments.iter().enumerate() {
-                    if self.stop.is_cancelled() {
-                        return self.queue_length().await;
-                    }
-                    let mut unhealthy = Vec::new();
+                    let position = segments.len();
+                    segments.push((
+                        segment_ref(*bucket, *key_id, part_index, segment_index),
+                        threshold,
+                        vec![false; segment.pieces.len()],
+                    ));
                     for (index, piece) in segment.pieces.iter().enumerate() {
-                        let healthy = match &piece.placement {
-                            None => false,
-                            Some(place) if dead.contains_key(&place.provider) => false,
-                            Some(place) => {
-                                let ok = self.store.audit_piece(piece.id, place).await;
-                                if !ok {
-                                    self.metrics.audit_failures.inc();
-                                    dead.insert(place.provider.clone(), ());
-                                }
-                                ok
-                            }
-                        };
-                        if !healthy {
-                            unhealthy.push(index as u16);
+                        if let Some(place) = &piece.placement {
+                            by_provider
+                                .entry(place.provider.clone())
+                                .or_default()
+                                .push((position, index, piece.id, place.clone()));
                         }
                     }
-                    if unhealthy.is_empty() {
-                        continue;
-                    }
-                    let task = RepairTask {
-                        segment: SegmentRef {
-                            bucket,
-                            key_id,
-                            part: part_index as u32,
-                            segment: segment_index as u32,
-                        },
-                        healthy: (segment.pieces.len() - unhealthy.len()) as u16,
-                        unhealthy,
-                        queued_ms: now_ms(),
-                        attempts: 0,
-                    };
-                    let book = self.book.clone();
-                    blocking(move || book.queue_repair(&task)).await?;
                 }
             }
         }
+        let pieces_audited: usize = by_provider.values().map(Vec::len).sum();
+        let mut audits = futures::stream::iter(by_provider.into_values())
+            .map(|items| self.audit_provider(items))
+            .buffer_unordered(AUDITS_IN_FLIGHT);
+        while let Some(results) = audits.next().await {
+            for (position, index, healthy) in results {
+                segments[position].2[index] = healthy;
+            }
+        }
+        drop(audits);
+        if self.stop.is_cancelled() {
+            return self.queue_length().await;
+        }
+        let mut round = HealthRound {
+            started_ms,
+            segments: segments.len() as u64,
+            pieces_audited: pieces_audited as u64,
+            ..HealthRound::default()
+        };
+        let mut queue = Vec::new();
+        for (segment, threshold, health) in segments {
+            let healthy = health.iter().filter(|ok| **ok).count() as u16;
+            round.pieces_unhealthy += (health.len() - usize::from(healthy)) as u64;
+            *round.segments_by_healthy.entry(healthy).or_default() += 1;
+            if healthy >= threshold {
+                continue;
+            }
+            queue.push(RepairTask {
+                segment,
+                healthy,
+                unhealthy: (0..health.len() as u16)
+                    .filter(|index| !health[usize::from(*index)])
+                    .collect(),
+                queued_ms: now_ms(),
+                attempts: 0,
+            });
+        }
+        round.queued = queue.len() as u64;
+        round.finished_ms = now_ms();
+        self.show_round(&round);
+        let book = self.book.clone();
+        blocking(move || {
+            for task in &queue {
+                book.queue_repair(task)?;
+            }
+            book.update_repair_status(|status| status.last_round = Some(round))
+        })
+        .await?;
         self.queue_length().await
+    }
+
+    /// Audits one provider's pieces in turn; after
+    /// [`FAILURES_TO_GIVE_UP`] failures in a row the rest count as
+    /// unhealthy. Returns `(segment, piece index, healthy)` for each.
+    async fn audit_provider(&self, items: Vec<AuditItem>) -> Vec<(usize, usize, bool)> {
+        let mut results = Vec::with_capacity(items.len());
+        let mut failures_in_a_row = 0;
+        for (position, index, id, place) in items {
+            let healthy = failures_in_a_row < FAILURES_TO_GIVE_UP
+                && !self.stop.is_cancelled()
+                && self.store.audit_piece(id, &place).await;
+            if healthy {
+                failures_in_a_row = 0;
+            } else {
+                failures_in_a_row += 1;
+                self.metrics.audit_failures.inc();
+            }
+            results.push((position, index, healthy));
+        }
+        results
+    }
+
+    /// Puts a round's findings into the metrics.
+    fn show_round(&self, round: &HealthRound) {
+        self.metrics.segments_by_healthy.reset();
+        for (healthy, count) in &round.segments_by_healthy {
+            self.metrics
+                .segments_by_healthy
+                .with_label_values(&[healthy.to_string().as_str()])
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        self.metrics
+            .last_round_timestamp
+            .set((round.finished_ms / 1000) as i64);
     }
 
     async fn queue_length(&self) -> Result<usize, RepairError> {
@@ -272,15 +450,25 @@ impl RepairWorker {
         let book = self.book.clone();
         let queue = blocking(move || book.repair_queue()).await?;
         self.metrics.queue_length.set(queue.len() as i64);
-        let mut repaired = 0;
+        let (mut repaired, mut bytes_total, mut failed) = (0u64, 0u64, 0u64);
         for task in queue {
             if self.stop.is_cancelled() {
                 break;
             }
+            let due = lock(&self.not_before)
+                .get(&task.segment)
+                .is_none_or(|at| *at <= Instant::now());
+            if !due {
+                continue;
+            }
             let started = Instant::now();
             match self.repair_one(&task).await {
                 Ok(bytes) => {
-                    repaired += 1;
+                    lock(&self.not_before).remove(&task.segment);
+                    if bytes > 0 {
+                        repaired += 1;
+                        bytes_total += bytes;
+                    }
                     // Rate limit: a segment takes at least its share of a
                     // second in segments and in bytes.
                     let by_segments = 1.0 / self.tuning.segments_per_sec.max(1e-3);
@@ -291,23 +479,50 @@ impl RepairWorker {
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(segment = ?task.segment, %err, "repair failed; will retry");
+                    failed += 1;
+                    self.metrics.failed_attempts.inc();
+                    let delay = retry_delay(task.attempts + 1, self.tuning.interval);
+                    tracing::warn!(segment = ?task.segment, %err, retry_in = ?delay,
+                        "repair failed; will retry");
+                    lock(&self.not_before).insert(task.segment, Instant::now() + delay);
                     let book = self.book.clone();
                     let segment = task.segment;
                     blocking(move || book.retry_repair(&segment)).await?;
                 }
             }
         }
+        let finished = now_ms();
+        let book = self.book.clone();
+        blocking(move || {
+            book.update_repair_status(|status| {
+                status.last_pass_ms = Some(finished);
+                status.repaired_segments += repaired;
+                status.repaired_bytes += bytes_total;
+                status.failed_attempts += failed;
+                if repaired > 0 {
+                    status.last_repair_ms = Some(finished);
+                }
+            })
+        })
+        .await?;
+        self.metrics
+            .last_pass_timestamp
+            .set((finished / 1000) as i64);
         self.queue_length().await?;
-        Ok(repaired)
+        Ok(repaired as usize)
     }
 
     /// Repairs one queued segment; returns the regenerated bytes stored.
     async fn repair_one(&self, task: &RepairTask) -> Result<u64, RepairError> {
         let segment_ref = task.segment;
         let book = self.book.clone();
-        let manifest =
-            blocking(move || book.manifest(&segment_ref.bucket, &segment_ref.key_id)).await?;
+        let (manifest, buckets) = blocking(move || {
+            Ok((
+                book.manifest(&segment_ref.bucket, &segment_ref.key_id)?,
+                book.bucket_redundancies()?,
+            ))
+        })
+        .await?;
         let found = manifest.and_then(|manifest| {
             let part = manifest.parts.get(segment_ref.part as usize)?.clone();
             let segment = part.segments.get(segment_ref.segment as usize)?.clone();
@@ -322,7 +537,7 @@ impl RepairWorker {
             segment: segment_ref,
             reason,
         };
-        let policy = RedundancyPolicy::new(part.data_pieces, part.total_pieces)
+        let policy = part_policy(&part, buckets.get(&segment_ref.bucket))
             .map_err(|err| unrecoverable(err.to_string()))?;
         let layout = SegmentLayout::new(policy, part.piece_size as usize)
             .map_err(|err| unrecoverable(err.to_string()))?;
@@ -333,7 +548,9 @@ impl RepairWorker {
             .filter(|&index| index < segment.pieces.len())
             .collect();
         let healthy = segment.pieces.len() - lost.len();
-        if healthy >= usize::from(policy.repair_threshold()) && healthy >= segment.pieces.len() {
+        // At or above its repair threshold a segment waits: the margin left
+        // is what the bucket's policy chose to keep.
+        if lost.is_empty() || healthy >= usize::from(policy.repair_threshold()) {
             let book = self.book.clone();
             blocking(move || book.finish_repair(&segment_ref)).await?;
             return Ok(0);
@@ -362,12 +579,12 @@ impl RepairWorker {
             .zip(regenerated)
             .map(|(&index, bytes)| (index, ids[index], bytes))
             .collect();
+        // Every provider the segment uses, lost pieces' ones included: a
+        // provider that lost a piece is no place for its replacement.
         let avoid: Vec<String> = segment
             .pieces
             .iter()
-            .enumerate()
-            .filter(|(index, _)| !lost.contains(index))
-            .filter_map(|(_, piece)| piece.placement.as_ref().map(|place| place.provider.clone()))
+            .filter_map(|piece| piece.placement.as_ref().map(|place| place.provider.clone()))
             .collect();
         let placed = self.store.place_pieces(&wanted, &avoid).await;
         if placed.is_empty() {
@@ -460,5 +677,58 @@ impl RepairWorker {
             pieces[*index] = bytes;
         }
         pieces
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(data_pieces: u16, total_pieces: u16) -> ManifestPart {
+        ManifestPart {
+            key_id: dbytes_ledger::book::KeyId([0; 16]),
+            size: 0,
+            data_pieces,
+            total_pieces,
+            piece_size: 1 << 17,
+            segments: vec![],
+        }
+    }
+
+    #[test]
+    fn the_threshold_comes_from_the_buckets_policy_when_it_matches_the_part() {
+        // 3-of-6 repairs at 5 healthy pieces by default.
+        assert_eq!(
+            part_policy(&part(3, 6), None).unwrap().repair_threshold(),
+            5
+        );
+        let eager = Redundancy {
+            data_pieces: 3,
+            total_pieces: 6,
+            repair_threshold: 6,
+            success_threshold: 6,
+        };
+        assert_eq!(
+            part_policy(&part(3, 6), Some(&eager))
+                .unwrap()
+                .repair_threshold(),
+            6
+        );
+        // The bucket moved to another shape: the part keeps its own.
+        assert_eq!(
+            part_policy(&part(4, 8), Some(&eager))
+                .unwrap()
+                .repair_threshold(),
+            RedundancyPolicy::new(4, 8).unwrap().repair_threshold()
+        );
+    }
+
+    #[test]
+    fn failed_repairs_back_off_doubling_up_to_an_hour() {
+        let interval = Duration::from_secs(2);
+        assert_eq!(retry_delay(1, interval), Duration::from_secs(2));
+        assert_eq!(retry_delay(2, interval), Duration::from_secs(4));
+        assert_eq!(retry_delay(5, interval), Duration::from_secs(32));
+        assert_eq!(retry_delay(40, interval), Duration::from_secs(3600));
     }
 }

@@ -45,7 +45,7 @@ pub use records::{
     ManifestPart, NewData, ObjectHeaders, ObjectVersion, Part, PieceRecord, Placement, Redundancy,
     SegmentRecord, UnixMillis, Upload, User, VersionId, Versioning, WriteCondition,
 };
-pub use repairs::{RepairOutcome, RepairTask, SegmentRef};
+pub use repairs::{HealthRound, RepairOutcome, RepairStatus, RepairTask, SegmentRef};
 
 /// Counters (`seq`: the next sequence number for versions, uploads and frees).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

@@ -6,6 +6,12 @@
 //! index ([`SegmentRef`]). The queue is small (segments below full health),
 //! so it is read whole and ordered by how few healthy pieces each segment
 //! has left: the most endangered first.
+//!
+//! The worker also records what its last health round found and what it
+//! has repaired in all ([`RepairStatus`]), so `dbytes repair status` can
+//! tell an operator how redundancy stands from the book alone.
+
+use std::collections::{BTreeMap, HashMap};
 
 use alloy_primitives::U256;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -13,13 +19,52 @@ use serde::{Deserialize, Serialize};
 
 use super::deals::add_deal_slots_in;
 use super::{
-    Book, BookError, BucketId, DealSlot, KeyId, MANIFESTS, Manifest, PieceRecord, Placement,
-    UnixMillis, decode, encode, queue_free_in,
+    BUCKETS, Book, BookError, Bucket, BucketId, DealSlot, KeyId, MANIFESTS, Manifest, PieceRecord,
+    Placement, Redundancy, UnixMillis, decode, encode, queue_free_in,
 };
 use crate::piece::PieceId;
 
 /// `bucket ‖ key id ‖ part ‖ segment` -> [`RepairTask`].
 const REPAIRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("repairs");
+/// `"status"` -> [`RepairStatus`].
+const REPAIR_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("repair_status");
+const STATUS_ROW: &str = "status";
+
+/// What one health round (every placed piece audited once) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthRound {
+    /// When it started.
+    pub started_ms: UnixMillis,
+    /// When it finished.
+    pub finished_ms: UnixMillis,
+    /// Segments looked at.
+    pub segments: u64,
+    /// Pieces audited.
+    pub pieces_audited: u64,
+    /// Pieces found unhealthy (gone, unreachable or failing their audit).
+    pub pieces_unhealthy: u64,
+    /// Segments by their count of healthy pieces.
+    pub segments_by_healthy: BTreeMap<u16, u64>,
+    /// Segments it queued (below their repair threshold).
+    pub queued: u64,
+}
+
+/// The repair worker's record: its last health round and its totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairStatus {
+    /// The last finished health round.
+    pub last_round: Option<HealthRound>,
+    /// When the last pass over the queue finished.
+    pub last_pass_ms: Option<UnixMillis>,
+    /// When a segment was last repaired.
+    pub last_repair_ms: Option<UnixMillis>,
+    /// Segments brought back to full redundancy, ever.
+    pub repaired_segments: u64,
+    /// Regenerated piece bytes stored, ever.
+    pub repaired_bytes: u64,
+    /// Repair attempts that failed, ever.
+    pub failed_attempts: u64,
+}
 
 /// One segment of one object version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -103,6 +148,55 @@ impl Book {
             ));
         }
         Ok(out)
+    }
+
+    /// Every bucket's redundancy by bucket id (buckets are few: one scan).
+    pub fn bucket_redundancies(&self) -> Result<HashMap<BucketId, Redundancy>, BookError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BUCKETS)?;
+        let mut out = HashMap::new();
+        for row in table.iter()? {
+            let (_, value) = row?;
+            let bucket: Bucket = decode("buckets", value.value())?;
+            out.insert(bucket.id, bucket.redundancy);
+        }
+        Ok(out)
+    }
+
+    /// The repair worker's record (empty before its first round).
+    pub fn repair_status(&self) -> Result<RepairStatus, BookError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(REPAIR_STATUS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(RepairStatus::default()),
+            Err(err) => return Err(err.into()),
+        };
+        table
+            .get(STATUS_ROW)?
+            .map(|guard| decode("repair_status", guard.value()))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Changes the repair worker's record in one transaction.
+    pub fn update_repair_status(
+        &self,
+        change: impl FnOnce(&mut RepairStatus),
+    ) -> Result<RepairStatus, BookError> {
+        let txn = self.db.begin_write()?;
+        let status = {
+            let mut table = txn.open_table(REPAIR_STATUS)?;
+            let mut status: RepairStatus = table
+                .get(STATUS_ROW)?
+                .map(|guard| decode("repair_status", guard.value()))
+                .transpose()?
+                .unwrap_or_default();
+            change(&mut status);
+            table.insert(STATUS_ROW, encode(&status).as_slice())?;
+            status
+        };
+        txn.commit()?;
+        Ok(status)
     }
 
     /// Queues `task` (replacing an earlier task for the same segment, but
@@ -232,5 +326,40 @@ impl Book {
         txn.open_table(REPAIRS)?.remove(segment.row().as_slice())?;
         txn.commit()?;
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repair_status_starts_empty_accumulates_and_persists() {
+        let path = std::env::temp_dir().join(format!(
+            "dbytes-repair-status-{}.redb",
+            rand::random::<u64>()
+        ));
+        {
+            let book = Book::open(&path).unwrap();
+            assert_eq!(book.repair_status().unwrap(), RepairStatus::default());
+            book.update_repair_status(|status| {
+                status.repaired_segments += 2;
+                status.last_round = Some(HealthRound {
+                    segments: 5,
+                    segments_by_healthy: BTreeMap::from([(6, 4), (3, 1)]),
+                    ..HealthRound::default()
+                });
+            })
+            .unwrap();
+            let status = book
+                .update_repair_status(|status| status.repaired_segments += 1)
+                .unwrap();
+            assert_eq!(status.repaired_segments, 3);
+        }
+        let status = Book::open(&path).unwrap().repair_status().unwrap();
+        assert_eq!(status.repaired_segments, 3);
+        let round = status.last_round.unwrap();
+        assert_eq!(round.segments_by_healthy[&3], 1);
+        let _ = std::fs::remove_file(&path);
     }
 }
