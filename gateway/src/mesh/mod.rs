@@ -52,6 +52,7 @@ use dbytes_ledger::chain::{ChainClient, ChainError};
 use dbytes_ledger::keys::NodeSecret;
 use dbytes_ledger::market::{MarketError, MarketIndex};
 use dbytes_ledger::piece::PieceId;
+use dbytes_mesh::audit::AuditMismatch;
 use dbytes_mesh::client::{ClientConfig, ClientError, PieceClient};
 use dbytes_mesh::transport::{TransportConfig, TransportError, bind_endpoint};
 use tokio::task::JoinHandle;
@@ -86,6 +87,11 @@ pub struct MeshTuning {
     /// Leaves audited after each piece is stored (a root over data altered
     /// in a fraction f of its leaves passes with probability (1-f)^leaves).
     pub audit_leaves: usize,
+    /// One stored piece in this many is audited before it counts, drawn
+    /// after the provider reported its root (1: every piece). An audit
+    /// makes the provider re-read and re-hash the whole piece; a provider
+    /// lying about the roots of m pieces escapes with (1 - 1/this)^m.
+    pub audit_one_in: u32,
     /// Extra providers chosen per segment to retry failed pieces on.
     pub spare_providers: usize,
     /// Extra pieces requested at once on a read beyond those needed.
@@ -107,6 +113,7 @@ impl Default for MeshTuning {
     fn default() -> Self {
         MeshTuning {
             audit_leaves: 8,
+            audit_one_in: 4,
             spare_providers: 2,
             read_spares: 1,
             hedge_after: Duration::from_secs(2),
@@ -455,10 +462,15 @@ impl PieceStore for MeshPieceStore {
 }
 
 impl MeshPieceStore {
-    /// Audits one stored piece off chain: asks its provider for a random
-    /// leaf and checks the reply names the root and leaf count the piece's
-    /// deal slot recorded. `false` when the provider is unreachable, no
-    /// longer holds the piece, or answers for other bytes.
+    /// Audits one stored piece off chain: asks its provider for
+    /// [`AUDIT_PIECE_LEAVES`] random leaves with their Merkle paths and
+    /// checks that each leaf, hashed up its path, gives the root and leaf
+    /// count the piece's deal slot recorded (the positional SHA-256 scheme
+    /// the contracts verify). A provider that kept only the tree cannot
+    /// answer: it needs the leaves' bytes. A root over data altered in a
+    /// fraction f of its leaves passes with probability (1-f)^leaves.
+    /// `false` when the provider is unreachable, no longer holds the piece,
+    /// refuses, or answers for other bytes.
     pub async fn audit_piece(&self, id: PieceId, placement: &Placement) -> bool {
         let Some((node, deal)) = directory::parse_placement(placement) else {
             return false;
@@ -471,20 +483,168 @@ impl MeshPieceStore {
         let Some(slot) = slots.into_iter().find(|slot| slot.piece == id) else {
             return false;
         };
-        let leaf = rand::random::<u64>() % slot.leaf_count.max(1);
+        let asked = dbytes_mesh::audit::pick_leaves(
+            &mut rand::thread_rng(),
+            slot.leaf_count,
+            AUDIT_PIECE_LEAVES,
+        );
         let addr = lock(&self.inner.directory).addr_of(node);
-        match self
+        let reply = self
             .inner
             .client
-            .audit(&addr, dbytes_mesh::deal::DealId(deal), id, vec![leaf])
-            .await
-        {
-            Ok(reply) => {
-                reply.root == slot.root
-                    && reply.leaf_count == slot.leaf_count
-                    && reply.proofs.len() == 1
+            .audit(&addr, dbytes_mesh::deal::DealId(deal), id, asked.clone())
+            .await;
+        let verdict = match reply {
+            Ok(reply) => check_audit_reply(&slot, &asked, &reply).map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match verdict {
+            Ok(()) => true,
+            Err(reason) => {
+                tracing::info!(piece = %id, %deal, provider = %placement.provider, %reason,
+                    "a piece failed its audit");
+                false
             }
-            Err(_) => false,
         }
+    }
+}
+
+/// Leaves asked for per piece in [`MeshPieceStore::audit_piece`]: a piece
+/// with a tenth of its leaves gone or altered fails with probability
+/// 1 - 0.9^4 ≈ 34 % per audit, and every further audit draws afresh.
+pub const AUDIT_PIECE_LEAVES: usize = 4;
+
+/// Checks an audit `reply` for leaves `asked` against the `slot` the
+/// piece's deal commits to: same root and leaf count, one proof per leaf in
+/// the order asked, each leaf hashing up its path to the root.
+fn check_audit_reply(
+    slot: &dbytes_ledger::book::DealSlot,
+    asked: &[u64],
+    reply: &dbytes_mesh::wire::AuditReply,
+) -> Result<(), AuditMismatch> {
+    if reply.leaf_count != slot.leaf_count {
+        return Err(AuditMismatch::WrongLeafCount {
+            expected: slot.leaf_count,
+            reported: reply.leaf_count,
+        });
+    }
+    if reply.root != slot.root {
+        return Err(AuditMismatch::WrongRoot);
+    }
+    if reply.proofs.len() != asked.len() {
+        return Err(AuditMismatch::WrongCount {
+            asked: asked.len(),
+            got: reply.proofs.len(),
+        });
+    }
+    for (position, (proof, &index)) in reply.proofs.iter().zip(asked).enumerate() {
+        if proof.index != index {
+            return Err(AuditMismatch::WrongIndex {
+                position,
+                asked: index,
+                got: proof.index,
+            });
+        }
+        dbytes_ledger::commitment::verify(slot.root, slot.leaf_count, proof)
+            .map_err(|error| AuditMismatch::BadProof { index, error })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use dbytes_ledger::book::DealSlot;
+    use dbytes_ledger::commitment::{LEAF_SIZE, PieceTree};
+    use dbytes_mesh::wire::AuditReply;
+
+    use super::*;
+
+    fn piece_and_slot() -> (Vec<u8>, PieceTree, DealSlot) {
+        let piece: Vec<u8> = (0..16 * LEAF_SIZE + 9).map(|i| (i * 7) as u8).collect();
+        let tree = PieceTree::build(&piece);
+        let slot = DealSlot {
+            piece: PieceId::of(&piece),
+            root: tree.root(),
+            leaf_count: tree.leaf_count(),
+        };
+        (piece, tree, slot)
+    }
+
+    fn honest(piece: &[u8], tree: &PieceTree, asked: &[u64]) -> AuditReply {
+        AuditReply {
+            root: tree.root(),
+            leaf_count: tree.leaf_count(),
+            proofs: asked
+                .iter()
+                .map(|&index| tree.prove(piece, index).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_honest_reply_passes() {
+        let (piece, tree, slot) = piece_and_slot();
+        let asked = [0, 7, 16];
+        assert_eq!(
+            check_audit_reply(&slot, &asked, &honest(&piece, &tree, &asked)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_provider_that_kept_only_the_tree_fails() {
+        // It has every path but not the leaves' bytes: whatever it sends as
+        // a leaf does not hash to the root.
+        let (piece, tree, slot) = piece_and_slot();
+        let asked = [3, 9];
+        let mut reply = honest(&piece, &tree, &asked);
+        for proof in &mut reply.proofs {
+            proof.leaf = vec![0u8; LEAF_SIZE].into();
+        }
+        assert!(matches!(
+            check_audit_reply(&slot, &asked, &reply),
+            Err(AuditMismatch::BadProof { index: 3, .. })
+        ));
+        // One flipped bit in one leaf is enough.
+        let mut reply = honest(&piece, &tree, &asked);
+        let mut leaf = reply.proofs[1].leaf.to_vec();
+        leaf[100] ^= 1;
+        reply.proofs[1].leaf = leaf.into();
+        assert!(matches!(
+            check_audit_reply(&slot, &asked, &reply),
+            Err(AuditMismatch::BadProof { index: 9, .. })
+        ));
+    }
+
+    #[test]
+    fn replies_for_other_pieces_or_leaves_fail() {
+        let (piece, tree, slot) = piece_and_slot();
+        let asked = [1, 2];
+        // Proofs of other leaves than those asked for.
+        let reply = honest(&piece, &tree, &[2, 1]);
+        assert!(matches!(
+            check_audit_reply(&slot, &asked, &reply),
+            Err(AuditMismatch::WrongIndex { .. })
+        ));
+        // Too few proofs.
+        let reply = honest(&piece, &tree, &[1]);
+        assert!(matches!(
+            check_audit_reply(&slot, &asked, &reply),
+            Err(AuditMismatch::WrongCount { .. })
+        ));
+        // An honest answer for another piece.
+        let other: Vec<u8> = piece.iter().map(|byte| byte ^ 0xff).collect();
+        let other_tree = PieceTree::build(&other);
+        assert_eq!(
+            check_audit_reply(&slot, &asked, &honest(&other, &other_tree, &asked)),
+            Err(AuditMismatch::WrongRoot)
+        );
+        // The slot's root with another leaf count.
+        let mut reply = honest(&piece, &tree, &asked);
+        reply.leaf_count += 1;
+        assert!(matches!(
+            check_audit_reply(&slot, &asked, &reply),
+            Err(AuditMismatch::WrongLeafCount { .. })
+        ));
     }
 }
