@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
+use dbytes_gateway::admin::{self, AdminReply, AdminRequest};
 use dbytes_gateway::node::GatewayNode;
 use dbytes_gateway::settings::{GatewaySettings, TEMPLATE};
 use dbytes_ledger::book::Book;
@@ -32,8 +33,9 @@ pub enum GatewayCommand {
         #[arg(long, default_value = "dbytes-gateway/gateway.toml")]
         config: PathBuf,
     },
-    /// Issue, list and revoke S3 users and their access keys (with the
-    /// gateway stopped: the book is open by one process at a time).
+    /// Issue, list and revoke S3 users and their access keys, through the
+    /// running gateway (its admin socket) or, when it is stopped, on its
+    /// book directly. A revoked key is refused from the next request on.
     #[command(subcommand)]
     User(UserCommand),
 }
@@ -76,7 +78,7 @@ pub async fn run(command: GatewayCommand) -> anyhow::Result<()> {
     match command {
         GatewayCommand::Init { dir, mnemonic } => init(&dir, mnemonic.as_deref()),
         GatewayCommand::Run { config } => serve(&config).await,
-        GatewayCommand::User(command) => user(command),
+        GatewayCommand::User(command) => user(command).await,
     }
 }
 
@@ -165,67 +167,65 @@ pub(crate) fn init_logging() {
         .try_init();
 }
 
-fn open_book(config: &Path) -> anyhow::Result<Book> {
-    let settings = GatewaySettings::load(config)?;
-    let path = settings.book_path();
-    Book::open(&path).with_context(|| {
-        format!(
-            "opening the book {}; if `dbytes gateway run` is using it, stop the gateway first",
-            path.display()
-        )
-    })
-}
-
-fn user(command: UserCommand) -> anyhow::Result<()> {
-    let now = dbytes_gateway::s3::now_ms();
-    match command {
-        UserCommand::Add { name, config } => {
-            let book = open_book(&config)?;
-            book.add_user(&name, &name, now)?;
-            let key = book.issue_access_key(&name, now)?;
-            print_key(&key);
+/// Carries out a user command: through the running gateway's admin socket
+/// when one answers, else on the book directly (the gateway is stopped).
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    let (config, request) = match command {
+        UserCommand::Add { name, config } => (config, AdminRequest::AddUser { name }),
+        UserCommand::Key { name, config } => (config, AdminRequest::IssueKey { name }),
+        UserCommand::List { config } => (config, AdminRequest::ListUsers),
+        UserCommand::Remove {
+            name,
+            key: Some(key),
+            config,
+        } => (config, AdminRequest::RevokeKey { name, key }),
+        UserCommand::Remove {
+            name,
+            key: None,
+            config,
+        } => (config, AdminRequest::RemoveUser { name }),
+    };
+    let settings = GatewaySettings::load(&config)?;
+    let socket = admin::socket_path(&settings.storage.data_dir);
+    let reply = match admin::request(&socket, &request).await {
+        Ok(reply) => reply,
+        Err(running) => {
+            let path = settings.book_path();
+            let book = tokio::task::spawn_blocking(move || Book::open(&path))
+                .await?
+                .with_context(|| {
+                    format!(
+                        "opening the book {} (no gateway answered on {}: {running})",
+                        settings.book_path().display(),
+                        socket.display()
+                    )
+                })?;
+            let now = dbytes_gateway::s3::now_ms();
+            tokio::task::spawn_blocking(move || admin::execute(&book, &request, now)).await?
         }
-        UserCommand::Key { name, config } => {
-            let book = open_book(&config)?;
-            let key = book.issue_access_key(&name, now)?;
-            print_key(&key);
+    };
+    match reply {
+        AdminReply::Key {
+            user,
+            access_key_id,
+            secret_access_key,
+        } => {
+            println!("user: {user}");
+            println!("access key id: {access_key_id}");
+            println!("secret access key: {secret_access_key}");
         }
-        UserCommand::List { config } => {
-            let book = open_book(&config)?;
-            for user in book.list_users()? {
-                let keys = book.list_access_keys(Some(&user.id))?;
-                let ids: Vec<&str> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
-                let buckets = book.list_buckets(&user.id)?.len();
-                println!("{}\tbuckets={buckets}\tkeys={}", user.id, ids.join(","));
+        AdminReply::Users { users } => {
+            for user in users {
+                println!(
+                    "{}\tbuckets={}\tkeys={}",
+                    user.id,
+                    user.buckets,
+                    user.keys.join(",")
+                );
             }
         }
-        UserCommand::Remove { name, key, config } => {
-            let book = open_book(&config)?;
-            match key {
-                Some(key) => {
-                    let owner = book
-                        .access_key(&key)?
-                        .with_context(|| format!("no access key {key}"))?;
-                    anyhow::ensure!(
-                        owner.user_id == name,
-                        "access key {key} belongs to {}, not {name}",
-                        owner.user_id
-                    );
-                    book.remove_access_key(&key)?;
-                    println!("revoked {key}");
-                }
-                None => {
-                    book.remove_user(&name)?;
-                    println!("removed {name}");
-                }
-            }
-        }
+        AdminReply::Done { message } => println!("{message}"),
+        AdminReply::Error { message } => anyhow::bail!(message),
     }
     Ok(())
-}
-
-fn print_key(key: &dbytes_ledger::book::AccessKey) {
-    println!("user: {}", key.user_id);
-    println!("access key id: {}", key.access_key_id);
-    println!("secret access key: {}", key.secret_access_key);
 }

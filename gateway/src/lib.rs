@@ -19,6 +19,7 @@
 //! [`settings::GatewaySettings`] (the config file), [`node::GatewayNode`]
 //! (a whole running gateway) and [`devnet::Devnet`] (the local network).
 
+pub mod admin;
 pub mod codec;
 pub mod devnet;
 pub mod mesh;

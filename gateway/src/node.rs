@@ -134,6 +134,13 @@ impl GatewayNode {
 
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
+        // Where `dbytes gateway user ...` reaches a gateway holding the book.
+        let admin_path = crate::admin::socket_path(data_dir);
+        let admin = crate::admin::serve(&admin_path, book.clone(), stop.clone());
+        tasks.push(admin.map_err(|err| NodeError::State {
+            path: admin_path.display().to_string(),
+            reason: format!("serving the admin socket: {err}"),
+        })?);
         let market = match &budget {
             Some(_) => {
                 let index = Arc::new(MarketIndex::open(
