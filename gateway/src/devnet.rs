@@ -127,7 +127,9 @@ pub struct Devnet {
     providers: Vec<ProviderDaemon>,
     /// The number the next provider's directory gets (`provider-<n>`).
     next_provider: usize,
-    gateway: GatewayNode,
+    /// `None` once handed over to a `dbytes gateway run` process.
+    gateway: Option<GatewayNode>,
+    settings: GatewaySettings,
     root: RootSecret,
     options: DevnetOptions,
     access_key: AccessKey,
@@ -197,7 +199,8 @@ impl Devnet {
             deployment_path,
             providers,
             next_provider: count,
-            gateway,
+            gateway: Some(gateway),
+            settings,
             root,
             options: options.clone(),
             access_key,
@@ -215,8 +218,13 @@ impl Devnet {
         let rpc = self.anvil.endpoint().to_owned();
         let daemon =
             start_provider(&provider_dir, &rpc, &self.deployment_path, &self.deployer).await?;
+        let gateway = self.gateway.as_ref().ok_or_else(|| DevnetError::Step {
+            step: "adding a provider".to_owned(),
+            reason: "the gateway was handed over to another process; add providers before"
+                .to_owned(),
+        })?;
         let opened = open_deals(
-            &self.gateway,
+            gateway,
             std::slice::from_ref(&daemon),
             &rpc,
             &self.deployment_path,
@@ -234,7 +242,7 @@ impl Devnet {
 
     /// The S3 endpoint, `http://127.0.0.1:<port>`.
     pub fn s3_endpoint(&self) -> String {
-        format!("http://{}", self.gateway.s3_addr())
+        format!("http://{}", self.gateway().s3_addr())
     }
 
     /// The S3 user's access key.
@@ -247,9 +255,40 @@ impl Devnet {
         self.anvil.endpoint()
     }
 
-    /// The running gateway.
+    /// The running gateway. Panics after [`Devnet::hand_over_gateway`].
     pub fn gateway(&self) -> &GatewayNode {
-        &self.gateway
+        self.gateway
+            .as_ref()
+            .expect("the gateway was handed over with hand_over_gateway; use that process")
+    }
+
+    /// Stops the in-process gateway and writes what `dbytes gateway run`
+    /// needs to take its place with the same keys, book and deals:
+    /// `gateway/gateway.toml` (S3 on `s3_addr`, `/metrics` on
+    /// `metrics_addr`) and `gateway/password`. Returns the config's path.
+    /// The tests of a gateway killed with SIGKILL run it so; every
+    /// [`Book`] handle on its book must be dropped before that process
+    /// starts.
+    pub async fn hand_over_gateway(
+        &mut self,
+        s3_addr: SocketAddr,
+        metrics_addr: SocketAddr,
+    ) -> Result<PathBuf, DevnetError> {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
+        }
+        let gateway_dir = self.settings.storage.data_dir.clone();
+        let password_file = gateway_dir.join("password");
+        std::fs::write(&password_file, DEVNET_PASSWORD)
+            .map_err(step(format!("writing {}", password_file.display())))?;
+        let mut settings = self.settings.clone();
+        settings.s3.listen = s3_addr;
+        settings.metrics.listen = metrics_addr.to_string();
+        settings.secret.password_file = password_file;
+        let config = gateway_dir.join("gateway.toml");
+        let text = toml::to_string(&settings).map_err(step("writing the gateway's config"))?;
+        std::fs::write(&config, text).map_err(step(format!("writing {}", config.display())))?;
+        Ok(config)
     }
 
     /// The running providers.
@@ -296,7 +335,7 @@ impl Devnet {
             ));
         }
         text.push_str(&format!("  S3 endpoint     {endpoint}\n"));
-        if let Some(metrics) = self.gateway.metrics_addr() {
+        if let Some(metrics) = self.gateway.as_ref().and_then(GatewayNode::metrics_addr) {
             text.push_str(&format!("  gateway metrics http://{metrics}/metrics\n"));
         }
         text.push_str(&format!(
@@ -312,7 +351,9 @@ impl Devnet {
 
     /// Stops the gateway, the providers and anvil (which saves the chain).
     pub async fn stop(self) {
-        self.gateway.shutdown().await;
+        if let Some(gateway) = self.gateway {
+            gateway.shutdown().await;
+        }
         for daemon in self.providers {
             if let Err(err) = daemon.shutdown().await {
                 tracing::warn!(%err, "a provider did not stop cleanly");
