@@ -19,6 +19,7 @@ mod devnet_cli;
 mod gateway_cli;
 mod placement_cli;
 mod provider_cli;
+mod repair_cli;
 
 /// dBytes: an S3-compatible gateway in front of a decentralized mesh of
 /// storage providers, settled on an EVM chain.
@@ -55,6 +56,9 @@ enum Command {
     /// Run a storage provider: init, run, status, deals.
     #[command(subcommand)]
     Provider(provider_cli::ProviderCommand),
+    /// See how the gateway's repair worker keeps redundancy up.
+    #[command(subcommand)]
+    Repair(repair_cli::RepairCommand),
     /// Get test tokens from the faucet (local networks).
     Faucet {
         /// Who receives them (default: the wallet).
@@ -384,6 +388,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Gateway(command) => gateway_cli::run(command).await?,
         Command::Placement(command) => placement_cli::run(command)?,
         Command::Provider(command) => provider_cli::run(command).await?,
+        Command::Repair(command) => repair_cli::run(command).await?,
         Command::Wallet(WalletCommand::New {
             keystore: path,
             password,

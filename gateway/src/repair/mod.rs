@@ -20,6 +20,8 @@
 //! kept (`dbytes_ledger::book`). Main types: [`RepairWorker`],
 //! [`RepairTuning`], [`RepairMetrics`].
 
+pub mod status;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -121,6 +121,14 @@ pub enum RepairOutcome {
     Gone,
 }
 
+impl BookError {
+    /// Whether the book is open in another process (a running gateway: redb
+    /// opens a file in one process at a time).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, BookError::Storage(redb::Error::DatabaseAlreadyOpen))
+    }
+}
+
 impl Book {
     /// Every manifest in the book with the bucket and key id it is stored
     /// under (the repair worker's health scan). Reads them all: call it
@@ -150,17 +158,26 @@ impl Book {
         Ok(out)
     }
 
-    /// Every bucket's redundancy by bucket id (buckets are few: one scan).
-    pub fn bucket_redundancies(&self) -> Result<HashMap<BucketId, Redundancy>, BookError> {
+    /// Every bucket (buckets are few: one scan), for the repair worker's
+    /// thresholds and names in its status.
+    pub fn all_buckets(&self) -> Result<Vec<Bucket>, BookError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(BUCKETS)?;
-        let mut out = HashMap::new();
+        let mut out = Vec::new();
         for row in table.iter()? {
             let (_, value) = row?;
-            let bucket: Bucket = decode("buckets", value.value())?;
-            out.insert(bucket.id, bucket.redundancy);
+            out.push(decode("buckets", value.value())?);
         }
         Ok(out)
+    }
+
+    /// Every bucket's redundancy by bucket id.
+    pub fn bucket_redundancies(&self) -> Result<HashMap<BucketId, Redundancy>, BookError> {
+        Ok(self
+            .all_buckets()?
+            .into_iter()
+            .map(|bucket| (bucket.id, bucket.redundancy))
+            .collect())
     }
 
     /// The repair worker's record (empty before its first round).
