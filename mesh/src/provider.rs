@@ -43,8 +43,9 @@ use crate::wire::{
     RESET_CORRUPT, Refusal, Request, Response, STOP_ANSWERED,
 };
 
-/// Chunks queued between the network and the disk per stream: with
-/// [`CHUNK_BYTES`] chunks, at most 1 MiB in memory per upload or download.
+/// Chunks (or batches of about [`CHUNK_BYTES`] of received bytes) queued
+/// between the network and the disk per stream: about 1 MiB in memory per
+/// upload or download.
 const QUEUE_CHUNKS: usize = 4;
 
 /// How the piece service treats requests.
@@ -452,18 +453,32 @@ impl<A: DealAuthority, S: CommitmentSigner> Service<A, S> {
             blocking(move || store.begin_put(deal, piece, length, terms.capacity_bytes)).await
         );
 
-        // The disk side: hashing and writing off the executor, fed through
-        // a bounded queue so the network waits for the disk.
-        let (chunks, mut queued) = mpsc::channel::<Vec<u8>>(QUEUE_CHUNKS);
+        // The disk side: copying, hashing and writing off the executor
+        // (which drives QUIC for every connection), fed through a bounded
+        // queue so the network waits for the disk. The bytes arrive as
+        // QUIC hands them over, in packet-sized pieces; they are gathered
+        // into one reused buffer, so BLAKE3 hashes whole chunks with its
+        // widest SIMD and no chunk is allocated afresh.
+        let (batches, mut queued) = mpsc::channel::<Vec<Bytes>>(QUEUE_CHUNKS);
         let writer = spawn_blocking(move || -> Result<PieceIngest, StoreError> {
             let mut ingest = ingest;
-            while let Some(chunk) = queued.blocking_recv() {
+            let mut chunk = Vec::with_capacity(2 * CHUNK_BYTES);
+            while let Some(batch) = queued.blocking_recv() {
+                for bytes in batch {
+                    chunk.extend_from_slice(&bytes);
+                }
+                if chunk.len() >= CHUNK_BYTES {
+                    ingest.write(&chunk)?;
+                    chunk.clear();
+                }
+            }
+            if !chunk.is_empty() {
                 ingest.write(&chunk)?;
             }
             Ok(ingest)
         });
-        let received = self.receive_body(recv, length, &chunks).await;
-        drop(chunks);
+        let received = self.receive_body(recv, length, &batches).await;
+        drop(batches);
         let written = writer.await;
         let ingest = match (received, written) {
             (_, Ok(Err(err))) => return store_refusal(err).into(),
@@ -479,35 +494,41 @@ impl<A: DealAuthority, S: CommitmentSigner> Service<A, S> {
         answer(send, &Response::Stored(stored)).await
     }
 
-    /// Reads exactly `length` body bytes into `chunks`, then the stream's end.
+    /// Reads exactly `length` body bytes into `batches` (of about
+    /// [`CHUNK_BYTES`] each, as QUIC received them, not copied), then the
+    /// stream's end.
     async fn receive_body(
         &self,
         recv: &mut RecvStream,
         length: u64,
-        chunks: &mpsc::Sender<Vec<u8>>,
+        batches: &mpsc::Sender<Vec<Bytes>>,
     ) -> Result<(), Refusal> {
         let idle = self.config.body_idle_timeout;
         let mut received = 0u64;
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
         while received < length {
             let want = (length - received).min(CHUNK_BYTES as u64) as usize;
-            // Filled from QUIC's own buffers (no zeroing first); the disk side
-            // gets whole chunks, which BLAKE3 hashes with its widest SIMD.
-            let mut chunk = Vec::with_capacity(want);
-            while chunk.len() < want {
-                let truncated = Refusal::Truncated {
-                    expected: length,
-                    received: received + chunk.len() as u64,
-                };
-                match timeout(idle, recv.read_chunk(want - chunk.len())).await {
-                    Ok(Ok(Some(bytes))) => chunk.extend_from_slice(&bytes),
-                    // Ended early, reset, connection lost or stalled.
-                    Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return Err(truncated),
+            match timeout(idle, recv.read_chunk(want)).await {
+                Ok(Ok(Some(bytes))) => {
+                    received += bytes.len() as u64;
+                    batch_bytes += bytes.len();
+                    batch.push(bytes);
+                }
+                // Ended early, reset, connection lost or stalled.
+                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                    return Err(Refusal::Truncated {
+                        expected: length,
+                        received,
+                    });
                 }
             }
-            received += want as u64;
-            if chunks.send(chunk).await.is_err() {
-                // The writer failed; its error is the answer.
-                return Ok(());
+            if batch_bytes >= CHUNK_BYTES || received == length {
+                batch_bytes = 0;
+                if batches.send(std::mem::take(&mut batch)).await.is_err() {
+                    // The writer failed; its error is the answer.
+                    return Ok(());
+                }
             }
         }
         match timeout(idle, recv.read(&mut [0u8; 1])).await {
