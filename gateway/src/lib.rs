@@ -17,7 +17,8 @@
 //! [`codec::encode_segment`], [`codec::decode_segment`], [`codec::RangePlan`]
 //! and [`codec::decode_range`], [`metrics::GatewayMetrics`],
 //! [`settings::GatewaySettings`] (the config file), [`node::GatewayNode`]
-//! (a whole running gateway) and [`devnet::Devnet`] (the local network).
+//! (a whole running gateway), [`watch::ChainWatcher`] (missed proofs
+//! reported, lost deals repaired) and [`devnet::Devnet`] (the local network).
 
 pub mod admin;
 pub mod codec;
@@ -29,3 +30,4 @@ pub mod pipeline;
 pub mod repair;
 pub mod s3;
 pub mod settings;
+pub mod watch;

@@ -1,6 +1,6 @@
 //! A whole running gateway: the S3 endpoint over the mesh store, the
-//! market follower, the workers and the `/metrics` endpoint, started from
-//! [`GatewaySettings`] and the owner's root secret.
+//! market follower, the workers (repair, chain watcher) and the `/metrics`
+//! endpoint, started from [`GatewaySettings`] and the owner's root secret.
 //!
 //! This is what `dbytes gateway run` and `dbytes devnet` start. It is
 //! assembly only: S3 is [`crate::s3`], pieces are [`crate::mesh`].
@@ -157,6 +157,7 @@ impl GatewayNode {
             }
             None => None,
         };
+        let watch_chain = chain.clone();
         let (store, store_task) = MeshPieceStore::start(MeshStoreConfig {
             node_secret: root.node_secret(),
             chain,
@@ -213,6 +214,26 @@ impl GatewayNode {
                 stop.cancelled().await;
                 worker.shutdown();
                 let _ = repair_task.await;
+            }));
+        }
+        if settings.watch.enabled {
+            let period_secs = watch_chain.deployment().parameters.period_secs;
+            let watcher = crate::watch::ChainWatcher::new(
+                store.clone(),
+                watch_chain,
+                book.clone(),
+                settings.watch.tuning(period_secs),
+            );
+            watcher
+                .metrics()
+                .register(&registry)
+                .map_err(|err| setting("[metrics]", err))?;
+            let watch_task = watcher.spawn();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                stop.cancelled().await;
+                watcher.shutdown();
+                let _ = watch_task.await;
             }));
         }
 

@@ -36,6 +36,8 @@ pub struct GatewaySettings {
     pub metrics: MetricsSettings,
     /// The repair worker.
     pub repair: RepairSettings,
+    /// The chain watcher.
+    pub watch: WatchSettings,
 }
 
 /// The S3 endpoint.
@@ -228,6 +230,36 @@ impl RepairSettings {
             segments_per_sec: f64::from(self.segments_per_sec.max(1)),
             bytes_per_sec: self.bytes_per_sec.max(1) as f64,
         }
+    }
+}
+
+/// The chain watcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchSettings {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Seconds between rounds; 0 for a quarter of a period (1 s to 60 s).
+    pub interval_secs: u64,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        WatchSettings {
+            enabled: true,
+            interval_secs: 0,
+        }
+    }
+}
+
+impl WatchSettings {
+    /// The watcher's tuning on a chain with `period_secs` periods.
+    pub fn tuning(&self, period_secs: u64) -> crate::watch::WatchTuning {
+        let mut tuning = crate::watch::WatchTuning::for_period(period_secs);
+        if self.interval_secs > 0 {
+            tuning.interval = std::time::Duration::from_secs(self.interval_secs);
+        }
+        tuning
     }
 }
 

@@ -65,6 +65,7 @@ pub use commit::CommitReport;
 pub use metrics::MeshMetrics;
 pub use upload::PlacedPiece;
 
+pub(crate) use directory::parse_placement;
 use directory::{DealEntry, Directory};
 
 /// How much the gateway may spend opening deals by itself.
