@@ -20,8 +20,9 @@
 //!   providers together, so an upper bound for the gateway) from the start
 //!   of the upload to the end.
 //!
-//! 3-of-10 is the policy: 10-of-20 needs 20 providers, more than this
-//! machine's two cores serve meaningfully. MB are 10^6 bytes.
+//! 3-of-10 on 10 providers by default; `DBYTES_BENCH_K` / `DBYTES_BENCH_N`
+//! choose another policy (10-of-20 starts 20 providers, n at least) and
+//! `DBYTES_BENCH_PROVIDERS` the number of providers. MB are 10^6 bytes.
 
 mod common;
 
@@ -34,8 +35,8 @@ use std::time::Instant;
 use dbytes_gateway::devnet::{Devnet, DevnetOptions};
 use dbytes_placement::RedundancyPolicy;
 
-const PROVIDERS: usize = 10;
-const REDUNDANCY: (u16, u16) = (3, 10);
+/// The default policy, k-of-n.
+const REDUNDANCY: (u64, u64) = (3, 10);
 
 /// A scratch directory on tmpfs when the machine has one.
 fn scratch() -> tempfile::TempDir {
@@ -154,6 +155,15 @@ print(statistics.median(puts) * 1000, statistics.median(gets) * 1000)
 
 fn main() {
     let mib = env_number("DBYTES_BENCH_MIB", 1024);
+    let k = env_number("DBYTES_BENCH_K", REDUNDANCY.0);
+    let n = env_number("DBYTES_BENCH_N", REDUNDANCY.1);
+    let redundancy = (
+        u16::try_from(k).expect("DBYTES_BENCH_K fits 16 bits"),
+        u16::try_from(n).expect("DBYTES_BENCH_N fits 16 bits"),
+    );
+    let policy = RedundancyPolicy::new(redundancy.0, redundancy.1)
+        .expect("DBYTES_BENCH_K / DBYTES_BENCH_N: a valid k-of-n policy");
+    let providers = env_number("DBYTES_BENCH_PROVIDERS", n).max(n) as usize;
     let bytes = mib << 20;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -164,9 +174,9 @@ fn main() {
         "scratch (provider stores, files): {}",
         scratch.path().display()
     );
-    let mut options = DevnetOptions::new(scratch.path().join("net"), PROVIDERS);
+    let mut options = DevnetOptions::new(scratch.path().join("net"), providers);
     options.s3_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    options.redundancy = REDUNDANCY;
+    options.redundancy = redundancy;
     options.period_secs = 3600;
     let mut devnet = runtime
         .block_on(Devnet::start(&options))
@@ -218,7 +228,6 @@ fn main() {
     // A segment is committed once the policy's success threshold of its
     // pieces is stored (the long tail is cancelled), so stopping that many
     // minus k providers leaves every segment readable from k.
-    let policy = RedundancyPolicy::new(REDUNDANCY.0, REDUNDANCY.1).expect("a valid policy");
     let lost = usize::from(policy.success_threshold() - policy.data_pieces());
     for _ in 0..lost {
         runtime.block_on(devnet.stop_provider(0));
@@ -235,12 +244,12 @@ fn main() {
 
     let mb = bytes as f64 / 1e6;
     eprintln!(
-        "object {mib} MiB; providers {PROVIDERS}, {lost} stopped for the degraded read; client aws-cli (64 MiB parts, 8 at once), boto3 for small objects"
+        "object {mib} MiB; providers {providers}, {lost} stopped for the degraded read; client aws-cli (64 MiB parts, 8 at once), boto3 for small objects"
     );
     println!(
         "gateway k={} n={} put_MBps={:.0} get_MBps={:.0} degraded_get_MBps={:.0} small_put_p50_ms={:.1} small_get_p50_ms={:.1} peak_rss_MiB={:.0}",
-        REDUNDANCY.0,
-        REDUNDANCY.1,
+        k,
+        n,
         mb / put,
         mb / get,
         mb / degraded,

@@ -167,6 +167,10 @@ impl Usage {
 struct Health {
     failures: u32,
     down_until: Option<Instant>,
+    /// Until when reads ask it last: it left a read unanswered past the
+    /// hedge delay (a stopped provider whose connection still looks open
+    /// never errors; it only goes silent). Writes do not look at this.
+    stalled_until: Option<Instant>,
     latency_ms: Option<f64>,
 }
 
@@ -332,6 +336,25 @@ impl Directory {
         });
         health.failures = 0;
         health.down_until = None;
+        health.stalled_until = None;
+    }
+
+    /// Records that `node` left a read unanswered past the hedge delay:
+    /// reads ask it after the others until `until` or its next answer.
+    pub fn stalled(&mut self, node: EndpointId, until: Instant) {
+        let health = self.health.entry(node).or_default();
+        health.stalled_until = Some(health.stalled_until.map_or(until, |old| old.max(until)));
+    }
+
+    /// Whether reads should ask `node` after the others: it is down or
+    /// stalled a recent read.
+    pub fn is_slow(&self, node: EndpointId, now: Instant) -> bool {
+        self.is_down(node, now)
+            || self
+                .health
+                .get(&node)
+                .and_then(|health| health.stalled_until)
+                .is_some_and(|until| until > now)
     }
 
     /// Records a request `node` failed; after two in a row it is skipped
@@ -434,5 +457,24 @@ mod tests {
         assert!(!directory.is_down(node(1), now + Duration::from_secs(11)));
         directory.answered(node(1), Duration::from_millis(3));
         assert!(!directory.is_down(node(1), now));
+    }
+
+    #[test]
+    fn stalled_providers_are_read_last_but_still_written_to() {
+        let mut directory = Directory::default();
+        directory.set_deals(vec![entry(1, 1, 1 << 20)]);
+        let now = Instant::now();
+        assert!(!directory.is_slow(node(1), now));
+        directory.stalled(node(1), now + Duration::from_secs(10));
+        assert!(directory.is_slow(node(1), now));
+        assert!(!directory.is_down(node(1), now));
+        assert_eq!(
+            directory.candidates(10, now).len(),
+            1,
+            "writes still use it"
+        );
+        assert!(!directory.is_slow(node(1), now + Duration::from_secs(11)));
+        directory.answered(node(1), Duration::from_millis(3));
+        assert!(!directory.is_slow(node(1), now));
     }
 }

@@ -87,16 +87,19 @@ impl MeshPieceStore {
         {
             let now = Instant::now();
             let directory = lock(&self.inner.directory);
-            let down = |index: &usize| {
+            let slow = |index: &usize| {
                 parse_placement(&requests[*index].placement)
-                    .is_none_or(|(node, _)| directory.is_down(node, now))
+                    .is_none_or(|(node, _)| directory.is_slow(node, now))
             };
-            order.sort_by_key(|index| down(index));
+            order.sort_by_key(|index| slow(index));
         }
         let mut waiting: VecDeque<usize> = order.into();
         let width = (needed + self.inner.tuning.read_spares).min(requests.len());
         let mut fetches = FuturesUnordered::new();
+        // When each outstanding request started, to tell stragglers.
+        let mut started: BTreeMap<usize, Instant> = BTreeMap::new();
         for index in waiting.drain(..width) {
+            started.insert(index, Instant::now());
             fetches.push(self.fetch_one(index, &requests[index]));
         }
         let mut arrived = 0;
@@ -111,11 +114,13 @@ impl MeshPieceStore {
                 Ok(None) => break,
                 Err(_) => {
                     if let Some(next) = waiting.pop_front() {
+                        started.insert(next, Instant::now());
                         fetches.push(self.fetch_one(next, &requests[next]));
                     }
                     continue;
                 }
             };
+            started.remove(&index);
             match bytes {
                 Some(bytes) => {
                     out[index] = Some(bytes);
@@ -126,12 +131,28 @@ impl MeshPieceStore {
                 }
                 None => {
                     if let Some(next) = waiting.pop_front() {
+                        started.insert(next, Instant::now());
                         fetches.push(self.fetch_one(next, &requests[next]));
                     }
                 }
             }
         }
-        // Dropping the unfinished fetches resets their streams.
+        // Dropping the unfinished fetches resets their streams. Those left
+        // unanswered past the hedge delay are read last for a while: a
+        // stopped provider whose connection still looks open never fails,
+        // it only goes silent, and would cost every segment the hedge delay.
+        let now = Instant::now();
+        let stragglers: Vec<_> = started
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= hedge)
+            .filter_map(|(index, _)| parse_placement(&requests[*index].placement))
+            .collect();
+        if !stragglers.is_empty() {
+            let mut directory = lock(&self.inner.directory);
+            for (node, _) in stragglers {
+                directory.stalled(node, now + self.inner.tuning.down_for);
+            }
+        }
         out
     }
 

@@ -72,9 +72,14 @@ impl MeshPieceStore {
         }
     }
 
-    /// Uploads one piece and audits it: the piece counts only if the
-    /// provider proves random leaves of what it stored against the bytes
-    /// sent.
+    /// Uploads one piece and, with probability 1 in
+    /// [`super::MeshTuning::audit_one_in`], audits it: then the piece
+    /// counts only if the provider proves random leaves of what it stored
+    /// against the bytes sent. Sampled, because an audit costs the
+    /// provider as much hashing as the put did (it re-reads the whole piece
+    /// and rebuilds its BLAKE3 hash and SHA-256 proof tree) and holds the
+    /// piece in memory meanwhile; drawn after the root is reported, so a
+    /// provider cannot tell which roots will be checked.
     async fn upload_one(&self, index: usize, target: Target, id: PieceId, bytes: &[u8]) -> Upload {
         let inner = &self.inner;
         let started = Instant::now();
@@ -84,6 +89,10 @@ impl MeshPieceStore {
                 .client
                 .put_piece(&target.addr, deal, id, bytes)
                 .await?;
+            let audited = rand::random::<u32>().is_multiple_of(inner.tuning.audit_one_in.max(1));
+            if !audited {
+                return Ok(stored);
+            }
             inner
                 .client
                 .spot_check(

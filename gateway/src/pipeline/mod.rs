@@ -4,9 +4,11 @@
 //!   layout; each segment is hashed (MD5 for the ETag, the checksums the
 //!   client asked for) and encoded (sealed + erasure-coded, [`crate::codec`])
 //!   on tokio's blocking pool, then handed to the [`PieceStore`]. At most
-//!   [`PipelineConfig::segments_in_flight`] segments are being stored at once,
-//!   one more is being encoded and one read, so memory stays bounded
-//!   whatever the object size. Objects of at most
+//!   [`PipelineConfig::segments_in_flight`] segments per write are being
+//!   stored at once, one more is being encoded and one read, and all writes
+//!   together hold at most [`PipelineConfig::segments_total`] segments, so
+//!   memory stays bounded whatever the object size and the number of
+//!   requests. Objects of at most
 //!   [`PipelineConfig::inline_threshold`] bytes are sealed and kept inline in
 //!   the book instead.
 //! - **Read**: a byte range becomes a list of segment jobs; a segment read
@@ -14,7 +16,9 @@
 //!   intact) and more pieces only if some are lost or corrupt; a range inside
 //!   a segment fetches only the sealed blocks it touches
 //!   ([`crate::codec::SegmentLayout::plan_range`]), from one piece when it
-//!   lies in one. Segments stream out in order, one decoded ahead.
+//!   lies in one. Segments stream out in order, a few decoded ahead, with
+//!   at most [`PipelineConfig::segments_total`] being fetched and decoded
+//!   across all reads.
 //! - **Free**: [`free_due_pieces`] deletes the pieces the book queued
 //!   (deleted and overwritten versions, aborted uploads, failed writes),
 //!   retrying with backoff.
@@ -90,10 +94,16 @@ pub struct PipelineConfig {
     /// Objects of at most this many bytes are sealed inline in the book
     /// (capped at [`max_inline_threshold`]). Multipart parts never are.
     pub inline_threshold: usize,
-    /// Segments being stored at once per write (memory: about this many
-    /// times segment size × (1 + n/k)).
+    /// Segments being stored at once per write (a share of
+    /// `segments_total`, so that one write cannot take them all).
     pub segments_in_flight: usize,
-    /// Segments decoded ahead of the one being sent, per read.
+    /// Segments all writes hold at once, from the first byte read to the
+    /// pieces stored; and, separately, segments all reads fetch and decode
+    /// at once. The memory bound: about this many times segment size ×
+    /// (2 + n/k) for writes (plaintext and pieces), segment size × 2 for
+    /// reads, whatever the number of requests and object sizes.
+    pub segments_total: usize,
+    /// Segments fetched and decoded ahead of the one being sent, per read.
     pub segments_ahead: usize,
     /// Overrides the piece size of [`SegmentLayout::for_policy`] (tests use
     /// small pieces to get many segments from small objects).
@@ -105,7 +115,10 @@ impl Default for PipelineConfig {
         PipelineConfig {
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
             segments_in_flight: 2,
-            segments_ahead: 1,
+            // 3-of-10 (24 MiB segments, 80 MiB of pieces): ~416 MiB of
+            // write buffers at most; enough to keep 40 piece uploads going.
+            segments_total: 4,
+            segments_ahead: 2,
             piece_size: None,
         }
     }
@@ -118,6 +131,8 @@ pub struct Pipeline {
     store: Arc<dyn PieceStore>,
     config: PipelineConfig,
     in_flight: prometheus::IntGauge,
+    budget: Arc<write::SegmentBudget>,
+    reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -134,11 +149,15 @@ impl Pipeline {
         config.inline_threshold = config.inline_threshold.min(max_inline_threshold());
         config.segments_in_flight = config.segments_in_flight.max(1);
         config.segments_ahead = config.segments_ahead.max(1);
+        config.segments_total = config.segments_total.max(1);
+        config.segments_in_flight = config.segments_in_flight.min(config.segments_total);
         // Invariant: a valid metric name; the gauge is registered only if
         // the gateway's metrics replace it (`with_in_flight_gauge`).
         let in_flight = prometheus::IntGauge::new("dbytes_gateway_segments_in_flight", "unused")
             .expect("a valid metric name");
         Pipeline {
+            budget: write::SegmentBudget::new(config.segments_total),
+            reads: Arc::new(tokio::sync::Semaphore::new(config.segments_total)),
             store,
             config,
             in_flight,

@@ -12,7 +12,7 @@ use dbytes_ledger::keys::{BucketKey, VersionKey};
 use dbytes_ledger::piece::PieceId;
 use dbytes_placement::RedundancyPolicy;
 use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::{PieceRequest, PieceStore, Pipeline, PipelineError, inline_layout};
 use crate::codec::{CodecError, SegmentLayout, decode_range, decode_segment};
@@ -281,7 +281,17 @@ async fn read_range(store: &dyn PieceStore, job: &SegmentJob) -> Result<Vec<u8>,
         .ok_or_else(|| PipelineError::Manifest("a segment decoded shorter than recorded".into()))
 }
 
-async fn read_job(store: Arc<dyn PieceStore>, job: SegmentJob) -> Result<Bytes, PipelineError> {
+async fn read_job(
+    store: Arc<dyn PieceStore>,
+    job: SegmentJob,
+    reads: Arc<Semaphore>,
+) -> Result<Bytes, PipelineError> {
+    // The memory bound of all reads: pieces and plaintext of this many
+    // segments at once (the semaphore is never closed).
+    let _permit = reads
+        .acquire_owned()
+        .await
+        .map_err(|err| PipelineError::Worker(err.to_string()))?;
     let whole = job.range.start == 0 && job.range.end == job.record.len;
     let plaintext = if whole {
         read_segment(store.as_ref(), &job).await?
@@ -303,6 +313,7 @@ impl Pipeline {
     ) -> ObjectStream {
         let (sender, chunks) = mpsc::channel(1);
         let store = self.store.clone();
+        let reads = self.reads.clone();
         let ahead = self.config.segments_ahead;
         let bucket_key = bucket_key.clone();
         tokio::spawn(async move {
@@ -345,7 +356,7 @@ impl Pipeline {
                         }
                     };
                     let mut chunks = futures::stream::iter(jobs)
-                        .map(|job| read_job(store.clone(), job))
+                        .map(|job| read_job(store.clone(), job, reads.clone()))
                         .buffered(ahead);
                     while let Some(chunk) = chunks.next().await {
                         let failed = chunk.is_err();

@@ -1,12 +1,14 @@
 //! Streaming writes: body -> segments -> encode (blocking pool) -> piece store.
 
 use std::fmt::Display;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use dbytes_ledger::book::{KeyId, ManifestPart, PieceRecord, Placement, SegmentRecord};
 use dbytes_ledger::keys::VersionKey;
 use dbytes_ledger::piece::PieceId;
 use futures::{Stream, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::{PieceStoreError, Pipeline, PipelineError, inline_layout};
@@ -96,12 +98,102 @@ where
     }
 }
 
-type EncodeTask<D> = JoinHandle<(D, Vec<u8>, EncodedSegment, Result<(), CodecError>)>;
-type UploadResult = (
-    u64,
-    EncodedSegment,
-    Result<Vec<Option<Placement>>, PieceStoreError>,
-);
+type EncodeTask<D> = JoinHandle<(D, SegmentSlot, Result<(), CodecError>)>;
+
+/// What an upload task hands back: its segment's shape and where its
+/// pieces went. The segment's buffers are already back in the budget.
+struct UploadDone {
+    index: u64,
+    segment_len: u64,
+    piece_len: usize,
+    ids: Vec<PieceId>,
+    result: Result<Vec<Option<Placement>>, PieceStoreError>,
+}
+
+/// The buffers one segment goes through: its plaintext and its pieces.
+#[derive(Default)]
+struct SegmentBuffers {
+    plain: Vec<u8>,
+    encoded: EncodedSegment,
+}
+
+/// The segments all writes of a pipeline may hold at once, from the first
+/// byte of a segment read to its pieces stored: the gateway's memory bound
+/// for writes, whatever the number of requests and object sizes. The
+/// buffers of finished segments are kept for the next ones while writes run
+/// (the kernel need not map and zero fresh pages each time), and freed when
+/// the last segment is done.
+pub(super) struct SegmentBudget {
+    permits: Arc<Semaphore>,
+    total: usize,
+    spare: Mutex<Vec<SegmentBuffers>>,
+}
+
+impl SegmentBudget {
+    pub(super) fn new(total: usize) -> Arc<SegmentBudget> {
+        Arc::new(SegmentBudget {
+            permits: Arc::new(Semaphore::new(total)),
+            total,
+            spare: Mutex::default(),
+        })
+    }
+
+    fn spare(&self) -> std::sync::MutexGuard<'_, Vec<SegmentBuffers>> {
+        // A list of buffers: a panic elsewhere leaves it usable.
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn with_permit(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> SegmentSlot {
+        let buffers = self.spare().pop().unwrap_or_default();
+        SegmentSlot {
+            budget: self.clone(),
+            _permit: permit,
+            buffers,
+        }
+    }
+
+    /// A slot if one is free now.
+    fn try_slot(self: &Arc<Self>) -> Option<SegmentSlot> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(self.with_permit(permit))
+    }
+
+    /// Waits for a slot.
+    async fn slot(self: &Arc<Self>) -> Result<SegmentSlot, PipelineError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            // The semaphore is never closed.
+            .map_err(|err| PipelineError::Worker(err.to_string()))?;
+        Ok(self.with_permit(permit))
+    }
+}
+
+/// One segment's share of the [`SegmentBudget`] and its buffers; dropping
+/// it gives both back.
+struct SegmentSlot {
+    budget: Arc<SegmentBudget>,
+    _permit: OwnedSemaphorePermit,
+    buffers: SegmentBuffers,
+}
+
+impl Drop for SegmentSlot {
+    fn drop(&mut self) {
+        let buffers = std::mem::take(&mut self.buffers);
+        let budget = &self.budget;
+        let mut spare = budget.spare();
+        // This slot's permit is still held: all others free means idle.
+        if budget.permits.available_permits() + 1 >= budget.total {
+            spare.clear();
+        } else if spare.len() < budget.total {
+            spare.push(buffers);
+        }
+    }
+}
 
 /// One segment counted in the pipeline's in-flight gauge until dropped
 /// (also when its upload is cancelled).
@@ -124,22 +216,32 @@ impl Drop for InFlight {
 struct SegmentWriter<'p> {
     pipeline: &'p Pipeline,
     layout: SegmentLayout,
-    uploads: JoinSet<UploadResult>,
+    uploads: JoinSet<UploadDone>,
     records: Vec<Option<SegmentRecord>>,
     stored: Vec<(PieceId, Placement)>,
-    spare: Vec<EncodedSegment>,
     error: Option<PipelineError>,
 }
 
 impl SegmentWriter<'_> {
-    fn start_upload(&mut self, index: u64, encoded: EncodedSegment) {
+    fn start_upload(&mut self, index: u64, slot: SegmentSlot) {
         let store = self.pipeline.store.clone();
         let layout = self.layout;
         let in_flight = InFlight::count(&self.pipeline.in_flight);
         self.uploads.spawn(async move {
-            let result = store.store_segment(&encoded, &layout).await;
+            let encoded = &slot.buffers.encoded;
+            let result = store.store_segment(encoded, &layout).await;
+            let done = UploadDone {
+                index,
+                segment_len: encoded.segment_len(),
+                piece_len: encoded.piece_len(),
+                ids: encoded.ids().to_vec(),
+                result,
+            };
+            // The budget is given back here, not when the writer gets to
+            // the result: a writer waiting for a slot must not hold one.
+            drop(slot);
             drop(in_flight);
-            (index, encoded, result)
+            done
         });
     }
 
@@ -148,7 +250,7 @@ impl SegmentWriter<'_> {
         let Some(joined) = self.uploads.join_next().await else {
             return;
         };
-        let (index, encoded, result) = match joined {
+        let done = match joined {
             Ok(done) => done,
             Err(err) => {
                 self.error
@@ -156,15 +258,15 @@ impl SegmentWriter<'_> {
                 return;
             }
         };
-        match result {
+        match done.result {
             Ok(placements) => {
                 let stored = placements.iter().filter(|place| place.is_some()).count();
-                let placed = encoded.ids().iter().zip(&placements);
+                let placed = done.ids.iter().zip(&placements);
                 self.stored.extend(
                     placed.filter_map(|(id, place)| place.clone().map(|place| (*id, place))),
                 );
                 let needed = usize::from(self.layout.policy().success_threshold());
-                if placements.len() != encoded.piece_count() || stored < needed {
+                if placements.len() != done.ids.len() || stored < needed {
                     self.error.get_or_insert(PipelineError::Store(
                         PieceStoreError::NotEnoughStored {
                             stored,
@@ -172,24 +274,24 @@ impl SegmentWriter<'_> {
                             reason: format!(
                                 "the store returned {} placements for {} pieces",
                                 placements.len(),
-                                encoded.piece_count()
+                                done.ids.len()
                             ),
                         },
                     ));
                 } else {
-                    let pieces = encoded
-                        .ids()
+                    let pieces = done
+                        .ids
                         .iter()
                         .zip(placements)
                         .map(|(id, placement)| PieceRecord { id: *id, placement })
                         .collect();
-                    let slot = index as usize;
+                    let slot = done.index as usize;
                     if self.records.len() <= slot {
                         self.records.resize(slot + 1, None);
                     }
                     self.records[slot] = Some(SegmentRecord {
-                        len: encoded.segment_len(),
-                        piece_len: encoded.piece_len() as u64,
+                        len: done.segment_len,
+                        piece_len: done.piece_len as u64,
                         pieces,
                     });
                 }
@@ -198,7 +300,39 @@ impl SegmentWriter<'_> {
                 self.error.get_or_insert(PipelineError::Store(err));
             }
         }
-        self.spare.push(encoded);
+    }
+
+    /// Hands the segment being encoded (if any) on to upload once it is
+    /// encoded and one of this write's upload places is free; takes its
+    /// digest back.
+    async fn hand_on<D>(
+        &mut self,
+        pending: &mut Option<(u64, EncodeTask<D>)>,
+        digest: &mut Option<D>,
+    ) {
+        let Some((index, task)) = pending.take() else {
+            return;
+        };
+        match task.await {
+            Ok((returned_digest, slot, result)) => {
+                *digest = Some(returned_digest);
+                match result {
+                    Ok(()) => {
+                        while self.uploads.len() >= self.pipeline.config.segments_in_flight {
+                            self.finish_one().await;
+                        }
+                        self.start_upload(index, slot);
+                    }
+                    Err(err) => {
+                        self.error.get_or_insert(err.into());
+                    }
+                }
+            }
+            Err(err) => {
+                self.error
+                    .get_or_insert(PipelineError::Worker(err.to_string()));
+            }
+        }
     }
 
     /// Waits for every upload in flight (also after an error: their pieces
@@ -224,7 +358,9 @@ impl Pipeline {
     /// threshold are sealed inline instead when `allow_inline`.
     ///
     /// Memory stays bounded by the segments in flight whatever the body's
-    /// size. On failure, the pieces stored so far are returned for freeing.
+    /// size and the number of writes at once: every segment holds a slot of
+    /// the pipeline's budget ([`super::PipelineConfig::segments_total`])
+    /// from its first byte read to its pieces stored. On failure, the pieces stored so far are returned for freeing.
     pub async fn write<S, E, D>(
         &self,
         body: S,
@@ -251,14 +387,15 @@ impl Pipeline {
             uploads: JoinSet::new(),
             records: Vec::new(),
             stored: Vec::new(),
-            spare: Vec::new(),
             error: None,
         };
         // Read up to the inline threshold first: small bodies never allocate a segment.
+        // Otherwise one byte, to tell an empty body: segments are read into
+        // slots of the budget.
         let first_want = if allow_inline {
             (self.config.inline_threshold + 1).min(segment_size)
         } else {
-            segment_size
+            1
         };
         let mut plain = Vec::new();
         if let Err(error) = reader.fill(&mut plain, first_want).await {
@@ -289,68 +426,65 @@ impl Pipeline {
         }
         let mut digest = Some(digest);
         let mut pending: Option<(u64, EncodeTask<D>)> = None;
-        let mut spare_plain: Vec<Vec<u8>> = Vec::new();
+        let mut carried = plain;
         let mut total: u64 = 0;
         let mut index: u64 = 0;
         loop {
-            if !reader.done
-                && plain.len() < segment_size
-                && let Err(error) = reader.fill(&mut plain, segment_size).await
-            {
-                writer.error.get_or_insert(error);
-            }
-            if let Some((encoded_index, task)) = pending.take() {
-                match task.await {
-                    Ok((returned_digest, buffer, encoded, result)) => {
-                        digest = Some(returned_digest);
-                        spare_plain.push(buffer);
-                        match result {
-                            Ok(()) => {
-                                while writer.uploads.len() >= self.config.segments_in_flight {
-                                    writer.finish_one().await;
-                                }
-                                writer.start_upload(encoded_index, encoded);
-                            }
-                            Err(err) => {
-                                writer.error.get_or_insert(err.into());
-                            }
+            // The next segment's bytes, read into a slot of the budget
+            // while the previous segment is being encoded.
+            let mut next = None;
+            if writer.error.is_none() && (!carried.is_empty() || !reader.done) {
+                let slot = match self.budget.try_slot() {
+                    Some(slot) => Ok(slot),
+                    None => {
+                        // Hand the encoded segment on before waiting: its
+                        // slot must not wait on others' (they could all be
+                        // waiting on this one).
+                        writer.hand_on(&mut pending, &mut digest).await;
+                        self.budget.slot().await
+                    }
+                };
+                match slot {
+                    Ok(mut slot) => {
+                        let buffer = &mut slot.buffers.plain;
+                        buffer.clear();
+                        buffer.reserve(segment_size);
+                        buffer.append(&mut carried);
+                        if !reader.done
+                            && let Err(error) = reader.fill(buffer, segment_size).await
+                        {
+                            writer.error.get_or_insert(error);
+                        }
+                        if !slot.buffers.plain.is_empty() {
+                            next = Some(slot);
                         }
                     }
-                    Err(err) => {
-                        writer
-                            .error
-                            .get_or_insert(PipelineError::Worker(err.to_string()));
+                    Err(error) => {
+                        writer.error.get_or_insert(error);
                     }
                 }
             }
-            if plain.is_empty() || writer.error.is_some() {
+            writer.hand_on(&mut pending, &mut digest).await;
+            let Some(mut slot) = next.filter(|_| writer.error.is_none()) else {
                 break;
-            }
+            };
             let Some(mut segment_digest) = digest.take() else {
                 break;
             };
-            total += plain.len() as u64;
-            let segment = std::mem::take(&mut plain);
-            let mut encoded = writer.spare.pop().unwrap_or_default();
+            total += slot.buffers.plain.len() as u64;
             let segment_key = key.clone();
             let segment_index = index;
             index += 1;
             pending = Some((
                 segment_index,
                 tokio::task::spawn_blocking(move || {
-                    segment_digest.update(&segment);
-                    let result = encode_segment_into(
-                        &layout,
-                        &segment_key,
-                        segment_index,
-                        &segment,
-                        &mut encoded,
-                    );
-                    (segment_digest, segment, encoded, result)
+                    let SegmentBuffers { plain, encoded } = &mut slot.buffers;
+                    segment_digest.update(plain);
+                    let result =
+                        encode_segment_into(&layout, &segment_key, segment_index, plain, encoded);
+                    (segment_digest, slot, result)
                 }),
             ));
-            plain = spare_plain.pop().unwrap_or_default();
-            plain.clear();
         }
         writer.drain().await;
         if let Some(error) = writer.error.take() {
