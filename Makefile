@@ -10,7 +10,7 @@ FORGE     := $(abspath $(CONTRACTS))/node_modules/@foundry-rs/forge-$(FOUNDRY_PL
 STAMP     := $(CONTRACTS)/node_modules/.dbytes-setup
 NEXTEST_PROFILE := $(if $(CI),ci,default)
 
-.PHONY: setup run test test-rust test-contracts lint bench bench-codec bench-gateway bench-mesh fuzz-mesh clean artifacts \
+.PHONY: setup run test test-rust test-contracts lint bench bench-codec bench-gateway bench-mesh bench-repair fuzz-mesh clean artifacts \
 	check-artifacts gas
 
 ## setup: install the pinned contract toolchain (forge, anvil, cast, solcjs,
@@ -73,7 +73,7 @@ gas: setup
 	@sed -n 's/^ *\(gas [A-Za-z0-9_]*=[0-9]*\) *$$/\1/p' $(GAS_LOG)
 
 ## bench: every benchmark; bench-codec: the codec alone.
-bench: bench-codec bench-gateway bench-mesh
+bench: bench-codec bench-gateway bench-mesh bench-repair
 
 bench-codec:
 	cargo bench -p dbytes-gateway --bench codec
@@ -88,6 +88,13 @@ bench-gateway: setup
 ## 4 KiB range gets; medians of DBYTES_BENCH_ROUNDS rounds (default 5).
 bench-mesh:
 	cargo bench -p dbytes-mesh --bench mesh
+
+## bench-repair: 1 GiB of objects at 3-of-6 on a local network of 10
+## providers (stores on tmpfs), then 3 providers stopped: how long the repair
+## worker takes to notice and to restore full redundancy, and how fast it
+## regenerates (DBYTES_BENCH_MIB to change the amount).
+bench-repair: setup
+	cargo bench -p dbytes-gateway --bench repair
 
 ## fuzz-mesh: libFuzzer on the piece protocol's decoder (requests, then
 ## responses), FUZZ_SECS seconds each (default 180); not part of `make test`.
