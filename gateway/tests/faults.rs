@@ -10,6 +10,8 @@
 //!   reports the missed proof and the provider is slashed), their pieces
 //!   are regenerated on other providers and every object reads back
 //!   identical;
+//! - with audits off, a deal the watcher's reports fail on chain (three
+//!   missed proofs in a row) has its pieces moved by the chain alone;
 //! - a provider stopped during a multi-segment upload: the upload completes
 //!   on spare providers, or fails with an S3 error leaving no version;
 //! - a provider answering slowly does not slow reads (hedged reads).
@@ -633,6 +635,104 @@ async fn a_slow_provider_does_not_slow_reads() {
     assert!(
         slowed < baseline + Duration::from_millis(2500) && slowed < DELAY / 2,
         "reads took {slowed:?} with a slow provider, {baseline:?} without"
+    );
+    devnet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deal_failed_on_chain_has_its_pieces_moved_without_any_audit() {
+    const PERIOD_SECS: u64 = 10;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // No audit after the first (empty) round: only the chain can tell.
+    let repair = RepairSettings {
+        interval_secs: 1,
+        audit_interval_secs: 3600,
+        ..RepairSettings::default()
+    };
+    let devnet = start_devnet(dir.path(), 8, (4, 6), PERIOD_SECS, repair, 0).await;
+    let client = s3(&devnet);
+    create_bucket(&client, "chain").await;
+    let mut objects = Vec::new();
+    for index in 0..4u64 {
+        let body = data(500_000, 200 + index);
+        let key = format!("object-{index}");
+        put(&client, "chain", &key, &body).await;
+        objects.push((key, body));
+    }
+    let book = devnet.gateway().gateway().book();
+    let (victim, _) = devnet
+        .providers()
+        .iter()
+        .enumerate()
+        .map(|(index, daemon)| (index, pieces_on(book, &provider_name(daemon)).len()))
+        .max_by_key(|(_, pieces)| *pieces)
+        .expect("providers");
+    let daemon = &devnet.providers()[victim];
+    let name = provider_name(daemon);
+    assert!(!pieces_on(book, &name).is_empty());
+    let report = devnet
+        .gateway()
+        .store()
+        .commit_due()
+        .await
+        .expect("commit the deals");
+    assert!(report.failed.is_empty(), "commitments: {report:?}");
+    let chain = chain(&devnet).await;
+    let deal = deal_with(&devnet, &chain, daemon.wallet()).await.id;
+    let chain_ref = &chain;
+    wait_until(
+        "the provider proves a period under its commitment",
+        Duration::from_secs(4 * PERIOD_SECS),
+        move || async move {
+            let Ok(period) = chain_ref.current_period().await else {
+                return false;
+            };
+            chain_ref
+                .commitments(deal)
+                .await
+                .is_ok_and(|state| state.at(period).is_some())
+                && chain_ref.is_proven(deal, period).await.unwrap_or(false)
+        },
+    )
+    .await;
+    assert!(delete_pieces(daemon) > 0);
+    let fault_at = Instant::now();
+    // Three misses in a row fail the deal: the watcher's reports do it.
+    wait_until(
+        "the deal fails on chain",
+        Duration::from_secs(6 * PERIOD_SECS + 30),
+        move || async move {
+            chain_ref
+                .deal(deal)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|record| record.state == dbytes_ledger::chain::DealState::Failed)
+        },
+    )
+    .await;
+    let failed_s = fault_at.elapsed().as_secs_f64();
+    let name_ref = &name;
+    wait_until(
+        "the failed deal's pieces are moved",
+        Duration::from_secs(60),
+        move || async move { pieces_on(book, name_ref).is_empty() },
+    )
+    .await;
+    assert!(gateway_metric(&devnet, "dbytes_watch_missed_reports_total").await >= 1.0);
+    assert!(gateway_metric(&devnet, "dbytes_watch_deals_lost_total").await >= 1.0);
+    assert!(gateway_metric(&devnet, "dbytes_watch_segments_queued_total").await >= 1.0);
+    assert_eq!(
+        gateway_metric(&devnet, "dbytes_repair_audit_failures_total").await,
+        0.0,
+        "no audit found it"
+    );
+    for (key, body) in &objects {
+        assert_eq!(&get(&client, "chain", key).await, body, "{key} reads back");
+    }
+    eprintln!(
+        "faults deal_failed_s={failed_s:.1} moved_s={:.1}",
+        fault_at.elapsed().as_secs_f64()
     );
     devnet.stop().await;
 }
