@@ -647,10 +647,13 @@ async fn proposals_are_accepted_or_declined_by_the_rules() {
     let status = provider.status().unwrap();
     assert!(status.deals_scanned_to_block > head, "{status:?}");
     assert!(status.deals_scanned_to_block <= now_head);
-    assert_eq!(
-        metric(&provider.metrics().await, &decisions("rules", "accept")),
-        Some(1.0)
-    );
+    // The deal turns active when the accept is mined; the daemon counts it
+    // once its receipt comes back, a moment later.
+    wait_for("the daemon counts its accept by the rules", 30, || async {
+        (metric(&provider.metrics().await, &decisions("rules", "accept")) == Some(1.0))
+            .then_some(())
+    })
+    .await;
 }
 
 /// The chain authority and signer without a daemon: the terms come from the
