@@ -7,6 +7,7 @@
 //! `(1-f)^K`. Pure functions; the request itself is
 //! [`crate::client::PieceClient::audit`].
 
+use alloy_primitives::B256;
 use dbytes_ledger::commitment::{ProofError, leaf_bytes, leaf_count_for, verify};
 use rand::Rng;
 
@@ -97,7 +98,25 @@ pub fn check_audit(
             },
         });
     }
-    if reply.root != stored.root {
+    check_proofs(stored.root, expected, asked, reply)?;
+    for proof in &reply.proofs {
+        if proof.leaf != leaf_bytes(bytes, proof.index) {
+            return Err(AuditMismatch::LeafDiffers { index: proof.index });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `reply` names `root`, holds one proof per leaf of `asked`
+/// in that order, and that each leaf hashes up its path to `root` in a tree
+/// of `leaf_count` leaves: what anyone holding only the root can check.
+pub fn check_proofs(
+    root: B256,
+    leaf_count: u64,
+    asked: &[u64],
+    reply: &AuditReply,
+) -> Result<(), AuditMismatch> {
+    if reply.root != root {
         return Err(AuditMismatch::WrongRoot);
     }
     if reply.proofs.len() != asked.len() {
@@ -114,11 +133,8 @@ pub fn check_audit(
                 got: proof.index,
             });
         }
-        verify(stored.root, expected, proof)
+        verify(root, leaf_count, proof)
             .map_err(|error| AuditMismatch::BadProof { index, error })?;
-        if proof.leaf != leaf_bytes(bytes, index) {
-            return Err(AuditMismatch::LeafDiffers { index });
-        }
     }
     Ok(())
 }

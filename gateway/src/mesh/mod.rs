@@ -529,27 +529,7 @@ fn check_audit_reply(
             reported: reply.leaf_count,
         });
     }
-    if reply.root != slot.root {
-        return Err(AuditMismatch::WrongRoot);
-    }
-    if reply.proofs.len() != asked.len() {
-        return Err(AuditMismatch::WrongCount {
-            asked: asked.len(),
-            got: reply.proofs.len(),
-        });
-    }
-    for (position, (proof, &index)) in reply.proofs.iter().zip(asked).enumerate() {
-        if proof.index != index {
-            return Err(AuditMismatch::WrongIndex {
-                position,
-                asked: index,
-                got: proof.index,
-            });
-        }
-        dbytes_ledger::commitment::verify(slot.root, slot.leaf_count, proof)
-            .map_err(|error| AuditMismatch::BadProof { index, error })?;
-    }
-    Ok(())
+    dbytes_mesh::audit::check_proofs(slot.root, slot.leaf_count, asked, reply)
 }
 
 #[cfg(test)]
