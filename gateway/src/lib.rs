@@ -31,3 +31,11 @@ pub mod repair;
 pub mod s3;
 pub mod settings;
 pub mod watch;
+
+/// Locks `mutex`, also after a panic elsewhere poisoned it: the maps the
+/// gateway guards stay consistent between statements.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -24,6 +24,7 @@
 //! where deals are placed (`crate::mesh`). Main types: [`ChainWatcher`],
 //! [`WatchTuning`], [`WatchMetrics`], [`WatchReport`].
 
+use crate::lock;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -179,14 +180,6 @@ pub struct ChainWatcher {
     metrics: WatchMetrics,
     state: Arc<Mutex<WatchState>>,
     stop: CancellationToken,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The maps stay consistent between statements; a panic elsewhere does
-    // not make them unusable.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn blocking<T: Send + 'static>(

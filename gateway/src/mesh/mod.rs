@@ -41,6 +41,7 @@ mod metrics;
 mod select;
 mod upload;
 
+use crate::lock;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -244,14 +245,6 @@ pub struct DealView {
     pub capacity_bytes: u64,
     /// Whether it takes pieces now.
     pub live: bool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The guarded maps stay consistent between statements; a panic
-    // elsewhere does not make them unusable.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn blocking<T: Send + 'static>(

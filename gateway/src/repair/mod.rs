@@ -22,6 +22,7 @@
 
 pub mod status;
 
+use crate::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -256,14 +257,6 @@ fn segment_ref(
         part: part as u32,
         segment: segment as u32,
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The map stays consistent between statements; a panic elsewhere does
-    // not make it unusable.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now_ms() -> u64 {
