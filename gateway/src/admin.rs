@@ -184,12 +184,10 @@ pub fn serve(path: &Path, book: Book, stop: CancellationToken) -> std::io::Resul
                     Ok((stream, _)) => {
                         let book = book.clone();
                         tokio::spawn(async move {
-                            let answered = tokio::time::timeout(
-                                CONNECTION_TIMEOUT,
-                                answer(stream, book),
-                            );
-                            if let Ok(Err(err)) | Err(err) = answered.await.map_err(std::io::Error::other) {
-                                tracing::debug!(%err, "admin connection failed");
+                            match tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, book)).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(err)) => tracing::debug!(%err, "admin connection failed"),
+                                Err(_) => tracing::debug!("admin connection timed out"),
                             }
                         });
                     }
