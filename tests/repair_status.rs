@@ -45,6 +45,7 @@ fn repair_status_reads_the_queue_and_the_last_round_from_the_book() {
                 unhealthy: (healthy..6).collect(),
                 queued_ms: now - 5_000,
                 attempts: 0,
+                last_attempt_ms: 0,
             })
             .expect("queue a repair");
         }

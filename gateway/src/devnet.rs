@@ -66,6 +66,14 @@ pub struct DevnetOptions {
     /// 128 KiB); 0 for the gateway's default. Small pieces give many
     /// segments from small objects.
     pub piece_size_bytes: u64,
+    /// How many of the providers (the last ones) only list on the market:
+    /// the gateway opens no deal with them at start, but may itself, within
+    /// `deal_budget`, when it needs room (repairs of failed deals, say).
+    pub market_providers: usize,
+    /// The gateway's `[deals] budget` in tokens: how much escrow its
+    /// running deals may hold in all before it stops opening deals from
+    /// the market ("0": it opens none).
+    pub deal_budget: String,
 }
 
 impl DevnetOptions {
@@ -82,6 +90,8 @@ impl DevnetOptions {
             deal_periods: 10_000,
             repair: RepairSettings::default(),
             piece_size_bytes: 0,
+            market_providers: 0,
+            deal_budget: "0".to_owned(),
         }
     }
 }
@@ -192,7 +202,14 @@ impl Devnet {
         let gateway = GatewayNode::start(&settings, &root)
             .await
             .map_err(step("starting the gateway"))?;
-        open_deals(&gateway, &providers, &rpc, &deployment_path, &root, options).await?;
+        let with_deals = options.providers.saturating_sub(options.market_providers);
+        let (dealt, market_only) = providers.split_at(with_deals.min(providers.len()));
+        // Providers added later (`add_provider`) get deals; market ones not.
+        let added = market_only
+            .get(options.market_providers..)
+            .unwrap_or_default();
+        let dealt: Vec<_> = dealt.iter().chain(added).collect();
+        open_deals(&gateway, &dealt, &rpc, &deployment_path, &root, options).await?;
         Ok(Devnet {
             anvil,
             deployer,
@@ -225,7 +242,7 @@ impl Devnet {
         })?;
         let opened = open_deals(
             gateway,
-            std::slice::from_ref(&daemon),
+            &[&daemon],
             &rpc,
             &self.deployment_path,
             &self.root,
@@ -507,6 +524,7 @@ fn gateway_settings(
     settings.metrics.listen = "127.0.0.1:0".to_owned();
     settings.repair = options.repair.clone();
     settings.storage.piece_size_bytes = options.piece_size_bytes;
+    settings.deals.budget = options.deal_budget.clone();
     Ok((settings, root))
 }
 
@@ -536,7 +554,7 @@ fn devnet_user(book_path: &Path) -> Result<AccessKey, DevnetError> {
 /// Opens a deal with every provider the gateway has none with yet.
 async fn open_deals(
     gateway: &GatewayNode,
-    providers: &[ProviderDaemon],
+    providers: &[&ProviderDaemon],
     rpc: &str,
     deployment: &Path,
     root: &RootSecret,

@@ -19,18 +19,25 @@
 //!   marked unhealthy), so the repair worker regenerates it onto other
 //!   providers, opening deals from the market within the budget when room
 //!   is short.
+//! - **Closes failed deals it is done with.** A failed deal the book lists
+//!   no piece under any more (every piece moved) is closed with
+//!   `closeFailed`: the gateway repairs by regenerating pieces elsewhere,
+//!   never by reassigning the deal, so the repair reward the deal earmarked
+//!   goes back to the user's credit.
+//!
+//! What it learns is kept in the book ([`DealWatch`]): how far each deal is
+//! known proven, and which deals it already found lost or closed, so a
+//! restarted gateway picks up where it stopped.
 //!
 //! It is not where pieces are audited or repaired (`crate::repair`) nor
 //! where deals are placed (`crate::mesh`). Main types: [`ChainWatcher`],
 //! [`WatchTuning`], [`WatchMetrics`], [`WatchReport`].
 
-use crate::lock;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy_primitives::U256;
-use dbytes_ledger::book::{Book, BookError, RepairTask, SegmentRef};
+use dbytes_ledger::book::{Book, BookError, DealWatch, RepairTask, SegmentRef};
 use dbytes_ledger::chain::deal::Settlement;
 use dbytes_ledger::chain::{ChainClient, ChainError, Deal, DealState, ListingStatus};
 use prometheus::{IntCounter, IntGauge, Registry};
@@ -73,6 +80,8 @@ pub struct WatchMetrics {
     pub deals_failed: IntCounter,
     /// Segments queued for repair because a deal was lost.
     pub segments_queued: IntCounter,
+    /// Failed deals closed once their pieces had moved.
+    pub deals_closed: IntCounter,
     /// When the last round finished (Unix seconds).
     pub last_round_timestamp: IntGauge,
 }
@@ -99,6 +108,10 @@ impl WatchMetrics {
                 "dbytes_watch_segments_queued_total",
                 "Segments queued for repair because a deal holding a piece was lost",
             ),
+            deals_closed: counter(
+                "dbytes_watch_deals_closed_total",
+                "Failed deals closed on chain (closeFailed) once none of their pieces was left",
+            ),
             last_round_timestamp: IntGauge::new(
                 "dbytes_watch_last_round_timestamp_seconds",
                 "When the chain watcher's last round finished",
@@ -113,6 +126,7 @@ impl WatchMetrics {
         registry.register(Box::new(self.deals_lost.clone()))?;
         registry.register(Box::new(self.deals_failed.clone()))?;
         registry.register(Box::new(self.segments_queued.clone()))?;
+        registry.register(Box::new(self.deals_closed.clone()))?;
         registry.register(Box::new(self.last_round_timestamp.clone()))?;
         Ok(())
     }
@@ -158,16 +172,8 @@ pub struct WatchReport {
     pub lost_deals: Vec<U256>,
     /// Segments newly queued for repair (or with more pieces marked).
     pub segments_queued: usize,
-}
-
-/// What the watcher remembers between rounds (in memory: after a restart
-/// it reads a little more of the chain once).
-#[derive(Debug, Default)]
-struct WatchState {
-    /// Per deal, the first period not yet known proven.
-    proven_to: HashMap<U256, u64>,
-    /// Deals already counted as lost.
-    lost: HashSet<U256>,
+    /// Failed deals closed on chain.
+    pub closed: Vec<U256>,
 }
 
 /// The chain watcher (see the module docs). Cheap to clone.
@@ -178,7 +184,6 @@ pub struct ChainWatcher {
     book: Book,
     tuning: WatchTuning,
     metrics: WatchMetrics,
-    state: Arc<Mutex<WatchState>>,
     stop: CancellationToken,
 }
 
@@ -215,7 +220,6 @@ impl ChainWatcher {
             book,
             tuning,
             metrics: WatchMetrics::new(),
-            state: Arc::default(),
             stop: CancellationToken::new(),
         }
     }
@@ -241,6 +245,7 @@ impl ChainWatcher {
                         reported = report.reported.len(),
                         lost_deals = report.lost_deals.len(),
                         segments_queued = report.segments_queued,
+                        closed = report.closed.len(),
                         "chain watcher round"
                     ),
                     Err(err) => {
@@ -255,8 +260,8 @@ impl ChainWatcher {
         })
     }
 
-    /// One round: reports missed proofs and queues the segments of lost
-    /// deals for repair.
+    /// One round: reports missed proofs, queues the segments of lost deals
+    /// for repair and closes failed deals whose pieces have all moved.
     pub async fn check(&self) -> Result<WatchReport, WatchError> {
         let mut report = WatchReport::default();
         let Some(consumer) = self.chain.address() else {
@@ -274,6 +279,8 @@ impl ChainWatcher {
         let clock = self.chain.clock();
         let current = clock.period_at(now);
         let first_open = clock.first_open_period(now);
+        let book = self.book.clone();
+        let watches = blocking(move || book.deal_watches()).await?;
 
         let mut lost: BTreeSet<U256> = BTreeSet::new();
         for listed in &deals {
@@ -281,8 +288,11 @@ impl ChainWatcher {
                 return Ok(report);
             }
             let deal = &listed.deal;
+            let known = watches.get(&deal.id).copied().unwrap_or_default();
             if deal.state.is_running()
-                && let Some(missed) = self.report_missed(deal, first_open).await?
+                && let Some(missed) = self
+                    .report_missed(deal, first_open, known.proven_to)
+                    .await?
             {
                 if missed.settlement.state == DealState::Failed {
                     self.metrics.deals_failed.inc();
@@ -306,15 +316,14 @@ impl ChainWatcher {
         let listed: HashSet<U256> = deals.iter().map(|listed| listed.deal.id).collect();
         lost.extend(holding.keys().filter(|deal| !listed.contains(deal)));
         lost.retain(|deal| holding.contains_key(deal));
-        {
-            let mut state = lock(&self.state);
-            for deal in &lost {
-                if state.lost.insert(*deal) {
-                    self.metrics.deals_lost.inc();
-                    tracing::warn!(%deal, pieces = holding.get(deal).copied().unwrap_or(0),
-                        "a deal holding pieces is lost; queueing its segments for repair");
-                }
+        for deal in &lost {
+            if watches.get(deal).is_some_and(|watch| watch.lost) {
+                continue;
             }
+            self.metrics.deals_lost.inc();
+            tracing::warn!(%deal, pieces = holding.get(deal).copied().unwrap_or(0),
+                "a deal holding pieces is lost; queueing its segments for repair");
+            self.remember(*deal, |watch| watch.lost = true).await?;
         }
         if !lost.is_empty() {
             report.segments_queued = self.queue_lost(&lost).await?;
@@ -323,22 +332,67 @@ impl ChainWatcher {
                 .inc_by(report.segments_queued as u64);
         }
         report.lost_deals = lost.into_iter().collect();
+        for listed in &deals {
+            let deal = &listed.deal;
+            let done = watches.get(&deal.id).is_some_and(|watch| watch.closed);
+            if deal.state == DealState::Failed
+                && !done
+                && !holding.contains_key(&deal.id)
+                && !self.stop.is_cancelled()
+                && self.close_failed(deal).await?
+            {
+                report.closed.push(deal.id);
+            }
+        }
         self.metrics
             .last_round_timestamp
             .set(i64::try_from(crate::s3::now_ms() / 1000).unwrap_or(i64::MAX));
         Ok(report)
     }
 
+    /// Changes the book's record of `deal`.
+    async fn remember(
+        &self,
+        deal: U256,
+        change: impl FnOnce(&mut DealWatch) + Send + 'static,
+    ) -> Result<DealWatch, WatchError> {
+        let book = self.book.clone();
+        blocking(move || book.update_deal_watch(deal, change)).await
+    }
+
+    /// Closes the failed `deal` (no piece of the user's is left under it);
+    /// returns whether it did.
+    async fn close_failed(&self, deal: &Deal) -> Result<bool, WatchError> {
+        match self.chain.close_failed(deal.id).await {
+            Ok(()) => {
+                self.metrics.deals_closed.inc();
+                tracing::info!(deal = %deal.id, provider = %deal.provider,
+                    repair_reward = deal.repair_reward,
+                    "closed a failed deal whose pieces have all moved; its repair reward is credited");
+                self.remember(deal.id, |watch| watch.closed = true).await?;
+                Ok(true)
+            }
+            // Closed or reassigned meanwhile (by hand, say): nothing to do.
+            Err(err @ (ChainError::Refused(_) | ChainError::Reverted { .. })) => {
+                tracing::info!(deal = %deal.id, reason = %err, "did not close a failed deal");
+                self.remember(deal.id, |watch| watch.closed = true).await?;
+                Ok(false)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Reports the latest closed, committed, unproven and unsettled period
     /// of `deal` (checking at most [`WatchTuning::periods_per_round`]
-    /// periods), if there is one.
+    /// periods from `known`, the first period not known proven), if there
+    /// is one.
     async fn report_missed(
         &self,
         deal: &Deal,
         first_open: u64,
+        known: u64,
     ) -> Result<Option<MissedReport>, WatchError> {
-        let known = lock(&self.state).proven_to.get(&deal.id).copied();
-        let start = deal.settled_to.max(deal.fill_by).max(known.unwrap_or(0));
+        let start = deal.settled_to.max(deal.fill_by).max(known);
         let stop = first_open
             .min(deal.end)
             .min(start.saturating_add(self.tuning.periods_per_round));
@@ -366,7 +420,10 @@ impl ChainWatcher {
         if missed.is_none() {
             proven_to = stop.max(proven_to);
         }
-        lock(&self.state).proven_to.insert(deal.id, proven_to);
+        if proven_to != known {
+            self.remember(deal.id, move |watch| watch.proven_to = proven_to)
+                .await?;
+        }
         let Some(period) = missed else {
             return Ok(None);
         };
@@ -376,9 +433,9 @@ impl ChainWatcher {
                 tracing::warn!(deal = %deal.id, provider = %deal.provider, period,
                     slashed = %settlement.slashed, state = %settlement.state.name(),
                     "reported a missed storage proof; the provider was slashed");
-                lock(&self.state)
-                    .proven_to
-                    .insert(deal.id, settlement.to_period);
+                let to = settlement.to_period;
+                self.remember(deal.id, move |watch| watch.proven_to = to)
+                    .await?;
                 Ok(Some(MissedReport {
                     deal: deal.id,
                     period,
@@ -451,6 +508,7 @@ impl ChainWatcher {
                             unhealthy: unhealthy.into_iter().collect(),
                             queued_ms: earlier.map_or(now, |task| task.queued_ms),
                             attempts: earlier.map_or(0, |task| task.attempts),
+                            last_attempt_ms: earlier.map_or(0, |task| task.last_attempt_ms),
                         })?;
                         changed += 1;
                     }

@@ -11,7 +11,9 @@
 //!   are regenerated on other providers and every object reads back
 //!   identical;
 //! - with audits off, a deal the watcher's reports fail on chain (three
-//!   missed proofs in a row) has its pieces moved by the chain alone;
+//!   missed proofs in a row) has its pieces moved by the chain alone, onto
+//!   a deal the gateway opens from the market within its budget, and the
+//!   failed deal is closed once empty (its repair reward credited back);
 //! - a provider stopped during a multi-segment upload: the upload completes
 //!   on spare providers, or fails with an S3 error leaving no version;
 //! - a provider answering slowly does not slow reads (hedged reads).
@@ -21,14 +23,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, U256};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
 use aws_sdk_s3::primitives::ByteStream;
 use dbytes_gateway::devnet::{Devnet, DevnetOptions};
 use dbytes_gateway::settings::RepairSettings;
 use dbytes_ledger::book::{Book, Placement};
-use dbytes_ledger::chain::{ChainClient, Deal, Deployment};
+use dbytes_ledger::chain::{ChainClient, Deal, DealState, Deployment};
 use dbytes_ledger::piece::PieceId;
 use dbytes_mesh::daemon::ProviderDaemon;
 
@@ -43,17 +45,22 @@ async fn start_devnet(
     repair: RepairSettings,
     piece_size_bytes: u64,
 ) -> Devnet {
-    // SAFETY: set before the network (and any thread reading the
-    // environment for it) starts; each test runs in its own process.
-    unsafe { std::env::set_var("DBYTES_PROVIDER_INTERVALS_PROOFS_SECS", "1") };
-    let options = DevnetOptions {
+    start(DevnetOptions {
         s3_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         period_secs,
         redundancy,
         repair,
         piece_size_bytes,
         ..DevnetOptions::new(dir.join("net"), providers)
-    };
+    })
+    .await
+}
+
+/// Starts the local network of `options`, providers proving every second.
+async fn start(options: DevnetOptions) -> Devnet {
+    // SAFETY: set before the network (and any thread reading the
+    // environment for it) starts; each test runs in its own process.
+    unsafe { std::env::set_var("DBYTES_PROVIDER_INTERVALS_PROOFS_SECS", "1") };
     tokio::time::timeout(Duration::from_secs(150), Devnet::start(&options))
         .await
         .expect("the local network starts within 150 s")
@@ -235,6 +242,23 @@ async fn gateway_metric(devnet: &Devnet, name: &str) -> f64 {
             rest.trim().parse().ok()
         })
         .unwrap_or(0.0)
+}
+
+/// Waits until `deal` is in `state` on chain.
+async fn wait_for_state(chain: &ChainClient, deal: U256, state: DealState, limit: Duration) {
+    wait_until(
+        &format!("deal {deal} is {}", state.name()),
+        limit,
+        move || async move {
+            chain
+                .deal(deal)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|record| record.state == state)
+        },
+    )
+    .await;
 }
 
 /// Polls `check` every 200 ms until it is true or `limit` passes; returns
@@ -640,8 +664,9 @@ async fn a_slow_provider_does_not_slow_reads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_deal_failed_on_chain_has_its_pieces_moved_without_any_audit() {
+async fn a_deal_failed_on_chain_is_replaced_by_a_deal_from_the_market_and_closed() {
     const PERIOD_SECS: u64 = 10;
+    const BUDGET_TOKENS: u64 = 100;
     let dir = tempfile::tempdir().expect("temp dir");
     // No audit after the first (empty) round: only the chain can tell.
     let repair = RepairSettings {
@@ -649,7 +674,37 @@ async fn a_deal_failed_on_chain_has_its_pieces_moved_without_any_audit() {
         audit_interval_secs: 3600,
         ..RepairSettings::default()
     };
-    let devnet = start_devnet(dir.path(), 8, (4, 6), PERIOD_SECS, repair, 0).await;
+    // Six providers with deals hold the six pieces of every 4-of-6
+    // segment; two more only list on the market. When a deal fails, no
+    // provider the gateway has a deal with may take the lost piece (each
+    // holds one of the segment already): the repair must open a deal from
+    // the market, within the budget.
+    let devnet = start(DevnetOptions {
+        s3_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        period_secs: PERIOD_SECS,
+        redundancy: (4, 6),
+        repair,
+        market_providers: 2,
+        deal_budget: BUDGET_TOKENS.to_string(),
+        ..DevnetOptions::new(dir.path().join("net"), 8)
+    })
+    .await;
+    let market: Vec<Address> = devnet.providers()[6..]
+        .iter()
+        .map(ProviderDaemon::wallet)
+        .collect();
+    let has_market_deal = |devnet: &Devnet| {
+        devnet
+            .gateway()
+            .store()
+            .deals()
+            .iter()
+            .any(|deal| market.contains(&deal.provider))
+    };
+    assert!(
+        !has_market_deal(&devnet),
+        "no deal with a market provider at start"
+    );
     let client = s3(&devnet);
     create_bucket(&client, "chain").await;
     let mut objects = Vec::new();
@@ -660,14 +715,10 @@ async fn a_deal_failed_on_chain_has_its_pieces_moved_without_any_audit() {
         objects.push((key, body));
     }
     let book = devnet.gateway().gateway().book();
-    let (victim, _) = devnet
-        .providers()
-        .iter()
-        .enumerate()
-        .map(|(index, daemon)| (index, pieces_on(book, &provider_name(daemon)).len()))
-        .max_by_key(|(_, pieces)| *pieces)
-        .expect("providers");
-    let daemon = &devnet.providers()[victim];
+    for daemon in &devnet.providers()[6..] {
+        assert!(pieces_on(book, &provider_name(daemon)).is_empty());
+    }
+    let daemon = &devnet.providers()[0];
     let name = provider_name(daemon);
     assert!(!pieces_on(book, &name).is_empty());
     let report = devnet
@@ -698,30 +749,59 @@ async fn a_deal_failed_on_chain_has_its_pieces_moved_without_any_audit() {
     assert!(delete_pieces(daemon) > 0);
     let fault_at = Instant::now();
     // Three misses in a row fail the deal: the watcher's reports do it.
-    wait_until(
-        "the deal fails on chain",
-        Duration::from_secs(6 * PERIOD_SECS + 30),
-        move || async move {
-            chain_ref
-                .deal(deal)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|record| record.state == dbytes_ledger::chain::DealState::Failed)
-        },
-    )
-    .await;
+    let limit = Duration::from_secs(6 * PERIOD_SECS + 30);
+    wait_for_state(&chain, deal, DealState::Failed, limit).await;
     let failed_s = fault_at.elapsed().as_secs_f64();
+    let consumer = devnet.gateway().store().consumer();
+    let failed = chain.deal(deal).await.expect("read").expect("the deal");
+    assert!(failed.repair_reward > 0, "failing earmarks a repair reward");
+    let credit_before = chain.credit(consumer).await.expect("credit");
     let name_ref = &name;
     wait_until(
         "the failed deal's pieces are moved",
-        Duration::from_secs(60),
+        Duration::from_secs(90),
         move || async move { pieces_on(book, name_ref).is_empty() },
     )
     .await;
+    let moved_s = fault_at.elapsed().as_secs_f64();
+    // They went to a market provider, under a deal the gateway opened.
+    assert!(
+        has_market_deal(&devnet),
+        "a deal was opened from the market"
+    );
+    let on_market: usize = devnet.providers()[6..]
+        .iter()
+        .map(|daemon| pieces_on(book, &provider_name(daemon)).len())
+        .sum();
+    assert!(on_market > 0, "the moved pieces are on a market provider");
+    let mut escrow = U256::ZERO;
+    for view in devnet.gateway().store().deals() {
+        let record = chain.deal(view.deal).await.expect("read").expect("deal");
+        if record.state.is_running() {
+            escrow += record.escrow();
+        }
+    }
+    let token = U256::from(10u64).pow(U256::from(18u64));
+    assert!(
+        escrow <= U256::from(BUDGET_TOKENS) * token,
+        "running deals hold {escrow}, over the budget"
+    );
+    // Every piece gone from the failed deal, the watcher closes it and
+    // takes its repair reward back.
+    wait_for_state(&chain, deal, DealState::Closed, Duration::from_secs(90)).await;
+    let credit_after = chain.credit(consumer).await.expect("credit");
+    assert!(
+        credit_after >= credit_before + U256::from(failed.repair_reward),
+        "the repair reward is credited: {credit_before} -> {credit_after}"
+    );
     assert!(gateway_metric(&devnet, "dbytes_watch_missed_reports_total").await >= 1.0);
     assert!(gateway_metric(&devnet, "dbytes_watch_deals_lost_total").await >= 1.0);
     assert!(gateway_metric(&devnet, "dbytes_watch_segments_queued_total").await >= 1.0);
+    assert_eq!(
+        gateway_metric(&devnet, "dbytes_watch_deals_closed_total").await,
+        1.0
+    );
+    assert!(gateway_metric(&devnet, "dbytes_gateway_deals_opened_total").await >= 1.0);
     assert_eq!(
         gateway_metric(&devnet, "dbytes_repair_audit_failures_total").await,
         0.0,
@@ -731,7 +811,7 @@ async fn a_deal_failed_on_chain_has_its_pieces_moved_without_any_audit() {
         assert_eq!(&get(&client, "chain", key).await, body, "{key} reads back");
     }
     eprintln!(
-        "faults deal_failed_s={failed_s:.1} moved_s={:.1}",
+        "faults deal_failed_s={failed_s:.1} moved_to_new_deal_s={moved_s:.1} closed_s={:.1}",
         fault_at.elapsed().as_secs_f64()
     );
     devnet.stop().await;

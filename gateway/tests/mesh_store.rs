@@ -22,6 +22,7 @@ use dbytes_gateway::pipeline::{
 use dbytes_gateway::s3::{Gateway, GatewayConfig};
 use dbytes_ledger::book::{Book, KeyId, Manifest, ManifestPart};
 use dbytes_ledger::chain::anvil::{Anvil, AnvilOptions};
+use dbytes_ledger::chain::deal::DealRequest;
 use dbytes_ledger::chain::deploy::{DeployOptions, deploy};
 use dbytes_ledger::chain::units::GIB;
 use dbytes_ledger::chain::{
@@ -48,6 +49,9 @@ const TOKEN: u128 = 1_000_000_000_000_000_000;
 const PIECE_SIZE: usize = 128 * 1024;
 /// The consumer's dev account; providers are the accounts after it.
 const CONSUMER: u32 = 1;
+/// Periods and bytes of each deal the store opens.
+const DEAL_PERIODS: u32 = 10;
+const DEAL_BYTES: u64 = 64 << 20;
 
 /// A provider: its node (`None` once shut down) and wallet.
 struct TestProvider {
@@ -160,6 +164,15 @@ impl Network {
     /// The gateway's store for the consumer, with an empty book and no
     /// deals: it opens them from the market as it needs them.
     async fn store(&self, book: Book) -> (MeshPieceStore, tokio::task::JoinHandle<()>) {
+        self.store_with_budget(book, U256::from(1000 * TOKEN)).await
+    }
+
+    /// [`Network::store`] that may commit `budget` base units to deals.
+    async fn store_with_budget(
+        &self,
+        book: Book,
+        budget: U256,
+    ) -> (MeshPieceStore, tokio::task::JoinHandle<()>) {
         let chain = self.party(CONSUMER).await;
         let market = MarketIndex::in_memory(&self.deployment).unwrap();
         MeshPieceStore::start(MeshStoreConfig {
@@ -168,10 +181,10 @@ impl Network {
             book,
             market: Some(Arc::new(market)),
             budget: Some(DealBudget {
-                budget: U256::from(1000 * TOKEN),
+                budget,
                 max_price_per_gib_month: 2 * TOKEN,
-                deal_periods: 10,
-                deal_capacity_bytes: 64 << 20,
+                deal_periods: DEAL_PERIODS,
+                deal_capacity_bytes: DEAL_BYTES,
             }),
             transport: TransportConfig::local(),
             client: ClientConfig {
@@ -492,21 +505,66 @@ async fn objects_round_trip_through_the_mesh_and_read_back_with_n_minus_k_provid
     network.stop(store, task).await;
 }
 
+/// Writes a 300 kB object (from `seed`) at 3-of-5 that must fail: `why`.
+async fn failed_write(store: &MeshPieceStore, seed: u64, why: &str) -> PipelineError {
+    let pipeline = pipeline(store);
+    let layout = pipeline
+        .layout(RedundancyPolicy::new(3, 5).unwrap())
+        .unwrap();
+    within(
+        60,
+        "the write fails",
+        write(&pipeline, layout, &object(300_000, seed)),
+    )
+    .await
+    .expect_err(why)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deals_opened_from_the_market_stop_at_the_budget() {
+    let network = Network::start(4).await;
+    let consumer = network.party(CONSUMER).await;
+    let provider = network.party(CONSUMER + 1).await.address().unwrap();
+    let (_, cost) = consumer
+        .price_deal(&DealRequest {
+            provider,
+            capacity_bytes: DEAL_BYTES,
+            periods: DEAL_PERIODS,
+            price_per_gib_month: None,
+            // Any node id: the price does not depend on it.
+            consumer_node_id: B256::repeat_byte(1),
+        })
+        .await
+        .unwrap();
+    // Every listing has the same price: the budget pays for two deals.
+    let budget = cost.escrow * U256::from(5) / U256::from(2);
+    let (store, task) = network
+        .store_with_budget(Book::in_memory().unwrap(), budget)
+        .await;
+    let error = failed_write(&store, 3, "5 pieces need 5 deals; the budget pays for 2").await;
+    match &error {
+        PipelineError::Store(PieceStoreError::NotEnoughStored { reason, .. }) => {
+            assert!(reason.contains("opened 2 new deal(s)"), "{reason}");
+            assert!(reason.contains("deal budget"), "{reason}");
+        }
+        other => panic!("expected NotEnoughStored, got {other:?}"),
+    }
+    let deals = store.deals();
+    assert_eq!(deals.len(), 2, "{deals:?}");
+    let mut escrow = U256::ZERO;
+    for deal in &deals {
+        escrow += consumer.deal(deal.deal).await.unwrap().unwrap().escrow();
+    }
+    assert!(escrow <= budget, "{escrow} escrowed, budget {budget}");
+    assert_eq!(network.stored_bytes(), 0, "nothing is left on providers");
+    network.stop(store, task).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_few_providers_for_the_policy_is_a_clear_error() {
     let network = Network::start(3).await;
     let (store, task) = network.store(Book::in_memory().unwrap()).await;
-    let pipeline = pipeline(&store);
-    let layout = pipeline
-        .layout(RedundancyPolicy::new(3, 5).unwrap())
-        .unwrap();
-    let error = within(
-        60,
-        "the write fails",
-        write(&pipeline, layout, &object(300_000, 2)),
-    )
-    .await
-    .expect_err("5 pieces cannot go to 3 providers");
+    let error = failed_write(&store, 2, "5 pieces cannot go to 3 providers").await;
     match &error {
         PipelineError::Store(PieceStoreError::NotEnoughStored {
             stored,

@@ -5,7 +5,9 @@
 //! `DBYTES_BENCH_PIECES` pieces of 4 MiB (default 32) over 8 concurrent
 //! streams, gets them back whole over 8 streams, reads
 //! `DBYTES_BENCH_RANGES` random 4 KiB ranges one after another (default
-//! 100), then deletes the pieces. In the same round it measures raw iroh
+//! 100), audits `DBYTES_BENCH_AUDITS` random pieces one after another, 4
+//! random leaves each with their proofs (default 20; the gateway's audit
+//! after an upload and the repair worker's), then deletes the pieces. In the same round it measures raw iroh
 //! stream throughput over the same endpoints' configuration: a minimal
 //! protocol on its own ALPN that only streams bytes, the same 4 MiB per
 //! stream, 8 streams at once, uploads and downloads.
@@ -13,7 +15,7 @@
 //! Diagnostic lines come first; the last line is
 //!
 //! ```text
-//! mesh put_MBps=… get_MBps=… get_range_4KiB_p50_ms=… raw_quic_MBps=…
+//! mesh put_MBps=… get_MBps=… get_range_4KiB_p50_ms=… audit_p50_ms=… raw_quic_MBps=…
 //! ```
 //!
 //! each the median over `DBYTES_BENCH_ROUNDS` rounds (default 5).
@@ -26,14 +28,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::Address;
+use dbytes_ledger::commitment::PieceTree;
 use dbytes_ledger::keys::NodeSecret;
 use dbytes_ledger::piece::PieceId;
+use dbytes_mesh::audit::{check_audit, pick_leaves};
 use dbytes_mesh::client::{ClientConfig, PieceClient};
 use dbytes_mesh::commitment::NoSigner;
 use dbytes_mesh::deal::{DealId, DealTerms, StaticDeals};
 use dbytes_mesh::provider::{ProviderConfig, ProviderNode, ScrubConfig, ServiceConfig};
 use dbytes_mesh::store::StoreConfig;
 use dbytes_mesh::transport::{TransportConfig, bind_endpoint, node_id};
+use dbytes_mesh::wire::StoredPiece;
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{EndpointAddr, EndpointId};
@@ -41,6 +46,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const PIECE_BYTES: usize = 4 << 20;
 const RANGE_BYTES: u64 = 4 << 10;
+/// Leaves asked for per audit, as the gateway asks.
+const AUDIT_LEAVES: usize = 4;
 const STREAMS: usize = 8;
 const RAW_ALPN: &[u8] = b"dbytes/bench-raw/0";
 /// The raw protocol's first byte: the client uploads (the server reads to
@@ -181,18 +188,21 @@ struct Bench {
     raw: Connection,
     deal: DealId,
     pieces: Arc<Vec<(PieceId, Vec<u8>)>>,
+    /// What the provider must report for each piece, to check audits by.
+    stored: Vec<StoredPiece>,
 }
 
 struct Round {
     put_mbps: f64,
     get_mbps: f64,
     range_p50_ms: f64,
+    audit_p50_ms: f64,
     raw_upload_mbps: f64,
     raw_download_mbps: f64,
 }
 
 impl Bench {
-    async fn round(&self, ranges: usize, rng: &mut StdRng) -> Round {
+    async fn round(&self, ranges: usize, audits: usize, rng: &mut StdRng) -> Round {
         let count = self.pieces.len();
         let raw_upload_mbps = {
             let raw = self.raw.clone();
@@ -258,6 +268,21 @@ impl Bench {
             let start = offset as usize;
             assert_eq!(range, bytes[start..start + RANGE_BYTES as usize]);
         }
+        let mut audit_latencies_ms = Vec::with_capacity(audits);
+        for _ in 0..audits {
+            let index = rng.gen_range(0..count);
+            let (piece, bytes) = &self.pieces[index];
+            let stored = &self.stored[index];
+            let asked = pick_leaves(rng, stored.leaf_count, AUDIT_LEAVES);
+            let started = Instant::now();
+            let reply = self
+                .client
+                .audit(&self.provider, self.deal, *piece, asked.clone())
+                .await
+                .expect("audit a piece");
+            audit_latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            check_audit(bytes, stored, &asked, &reply).expect("the audit answer checks out");
+        }
         for (piece, _) in self.pieces.iter() {
             self.client
                 .delete_piece(&self.provider, self.deal, *piece)
@@ -268,6 +293,7 @@ impl Bench {
             put_mbps,
             get_mbps,
             range_p50_ms: median(latencies_ms),
+            audit_p50_ms: median(audit_latencies_ms),
             raw_upload_mbps,
             raw_download_mbps,
         }
@@ -278,6 +304,7 @@ fn main() {
     let rounds = env_number("DBYTES_BENCH_ROUNDS", 5).max(1);
     let piece_count = env_number("DBYTES_BENCH_PIECES", 32).max(STREAMS);
     let ranges = env_number("DBYTES_BENCH_RANGES", 100).max(1);
+    let audits = env_number("DBYTES_BENCH_AUDITS", 20).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -295,6 +322,17 @@ fn main() {
                 let mut bytes = vec![0u8; PIECE_BYTES];
                 rng.fill(&mut bytes[..]);
                 (PieceId::of(&bytes), bytes)
+            })
+            .collect();
+        let stored = pieces
+            .iter()
+            .map(|(_, bytes)| {
+                let tree = PieceTree::build(bytes);
+                StoredPiece {
+                    length: bytes.len() as u64,
+                    root: tree.root(),
+                    leaf_count: tree.leaf_count(),
+                }
             })
             .collect();
 
@@ -370,17 +408,19 @@ fn main() {
             raw,
             deal,
             pieces: Arc::new(pieces),
+            stored,
         };
         // A warm-up round: connections open, windows grow, files are cached.
-        bench.round(ranges, &mut rng).await;
+        bench.round(ranges, audits, &mut rng).await;
         let mut results = Vec::with_capacity(rounds);
         for round in 1..=rounds {
-            let result = bench.round(ranges, &mut rng).await;
+            let result = bench.round(ranges, audits, &mut rng).await;
             println!(
-                "mesh round={round} put_MBps={:.0} get_MBps={:.0} get_range_4KiB_p50_ms={:.3} raw_upload_MBps={:.0} raw_download_MBps={:.0}",
+                "mesh round={round} put_MBps={:.0} get_MBps={:.0} get_range_4KiB_p50_ms={:.3} audit_p50_ms={:.3} raw_upload_MBps={:.0} raw_download_MBps={:.0}",
                 result.put_mbps,
                 result.get_mbps,
                 result.range_p50_ms,
+                result.audit_p50_ms,
                 result.raw_upload_mbps,
                 result.raw_download_mbps,
             );
@@ -389,6 +429,7 @@ fn main() {
         let put = median(results.iter().map(|r| r.put_mbps).collect());
         let get = median(results.iter().map(|r| r.get_mbps).collect());
         let range_p50 = median(results.iter().map(|r| r.range_p50_ms).collect());
+        let audit_p50 = median(results.iter().map(|r| r.audit_p50_ms).collect());
         let raw_upload = median(results.iter().map(|r| r.raw_upload_mbps).collect());
         let raw_download = median(results.iter().map(|r| r.raw_download_mbps).collect());
         let raw = raw_upload.max(raw_download);
@@ -398,7 +439,7 @@ fn main() {
             get / raw_download,
         );
         println!(
-            "mesh put_MBps={put:.0} get_MBps={get:.0} get_range_4KiB_p50_ms={range_p50:.3} raw_quic_MBps={raw:.0}"
+            "mesh put_MBps={put:.0} get_MBps={get:.0} get_range_4KiB_p50_ms={range_p50:.3} audit_p50_ms={audit_p50:.3} raw_quic_MBps={raw:.0}"
         );
         bench.client.endpoint().close().await;
         raw_router

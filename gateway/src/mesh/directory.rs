@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, U256};
 use dbytes_ledger::book::{DealPieces, Placement};
+use dbytes_ledger::chain::DealState;
 use dbytes_ledger::chain::deal::MONTH_SECS;
 use dbytes_ledger::chain::lookup::ConsumerDeal;
 use dbytes_ledger::chain::units::GIB;
@@ -99,6 +100,9 @@ pub(crate) struct DealEntry {
     pub price_per_gib_month: u128,
     /// Whether it takes pieces now (running, before its end).
     pub live: bool,
+    /// Whether its provider let it down: it failed on chain or was slashed
+    /// for a missed proof (no new deal goes to such a provider).
+    pub let_down: bool,
     /// Escrow it holds, in base units.
     pub escrow: U256,
     /// The market's proof score of its provider (1 when unknown).
@@ -130,6 +134,7 @@ impl DealEntry {
             capacity_bytes: deal.deal.capacity_bytes,
             price_per_gib_month: price,
             live: deal.deal.is_live_in(current_period),
+            let_down: deal.deal.state == DealState::Failed || deal.deal.slashed > 0,
             escrow: deal.deal.escrow(),
             proof_score: 1.0,
             proofs_made: 0,
@@ -388,6 +393,7 @@ mod tests {
             capacity_bytes,
             price_per_gib_month: 1,
             live: true,
+            let_down: false,
             escrow: U256::ZERO,
             proof_score: 1.0,
             proofs_made: 0,

@@ -159,26 +159,36 @@ impl MeshPieceStore {
     /// [`crate::pipeline::PieceStore::delete_pieces`] on the mesh: deletes
     /// each piece from its provider and drops it from its deal's slots. A
     /// piece the provider no longer holds, or whose deal has ended, counts
-    /// as deleted.
+    /// as deleted; so does a piece under a deal the chain says no longer
+    /// runs (failed, closed, ended), without asking its provider, which may
+    /// be gone for good.
     pub(super) async fn delete(
         &self,
         pieces: &[(PieceId, Placement)],
     ) -> Result<(), PieceStoreError> {
         let inner = &self.inner;
         let mut deletes = FuturesUnordered::new();
+        let mut done: BTreeMap<U256, Vec<PieceId>> = BTreeMap::new();
         for (id, placement) in pieces {
             let Some((node, deal)) = parse_placement(placement) else {
                 // Not a mesh placement (a test double's, say): nothing to do.
                 continue;
             };
-            let addr = lock(&inner.directory).addr_of(node);
+            let (addr, ended) = {
+                let directory = lock(&inner.directory);
+                let ended = directory.deal(deal).is_some_and(|entry| !entry.live);
+                (directory.addr_of(node), ended)
+            };
+            if ended {
+                done.entry(deal).or_default().push(*id);
+                continue;
+            }
             let id = *id;
             deletes.push(async move {
                 let result = inner.client.delete_piece(&addr, DealId(deal), id).await;
                 (deal, id, node, result)
             });
         }
-        let mut done: BTreeMap<U256, Vec<PieceId>> = BTreeMap::new();
         let mut failures = Vec::new();
         while let Some((deal, id, node, result)) = deletes.next().await {
             match result {

@@ -4,9 +4,10 @@
 //! brought up to the chain's head, searched for listings that accept deals
 //! automatically at or below the maximum price, with room for a deal of the
 //! configured size and length, cheapest first; providers the user already
-//! has a live deal with are skipped. Each deal is priced before it is
-//! opened, and none is opened that would take the escrow of the user's
-//! running deals past the budget.
+//! has a live deal with are skipped, and so are providers that let the
+//! user down before (a deal of theirs failed on chain or was slashed).
+//! Each deal is priced before it is opened, and none is opened that would
+//! take the escrow of the user's running deals past the budget.
 
 use std::collections::BTreeSet;
 
@@ -20,18 +21,42 @@ use dbytes_ledger::market::{FollowConfig, Follower, ListingQuery};
 use super::directory::slot_leaves;
 use super::{MeshPieceStore, MeshStoreError, lock};
 
+/// What [`MeshPieceStore::open_deals`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct OpenedDeals {
+    /// Deals opened.
+    pub opened: usize,
+    /// It stopped because the next deal would have gone past the budget.
+    pub budget_spent: bool,
+}
+
+impl OpenedDeals {
+    /// What to add to an error about too few providers: "; opened 2 new
+    /// deal(s); the deal budget is spent", or nothing.
+    pub fn note(&self) -> String {
+        let mut note = String::new();
+        if self.opened > 0 {
+            note.push_str(&format!("; opened {} new deal(s)", self.opened));
+        }
+        if self.budget_spent {
+            note.push_str("; the deal budget ([deals] budget) is spent: raise it to open more");
+        }
+        note
+    }
+}
+
 impl MeshPieceStore {
     /// Opens up to `wanted` new deals with room for pieces of `piece_len`
-    /// bytes; returns how many it opened (0 without a market index or a
-    /// budget).
+    /// bytes (none without a market index or a budget).
     pub(super) async fn open_deals(
         &self,
         wanted: usize,
         piece_len: u64,
-    ) -> Result<usize, MeshStoreError> {
+    ) -> Result<OpenedDeals, MeshStoreError> {
         let inner = &self.inner;
+        let mut outcome = OpenedDeals::default();
         let (Some(market), Some(budget)) = (&inner.market, &inner.budget) else {
-            return Ok(0);
+            return Ok(outcome);
         };
         let _one = inner.opening.lock().await;
         let follow = FollowConfig {
@@ -47,14 +72,19 @@ impl MeshPieceStore {
             .await?;
         // Another segment may have opened deals while this one waited.
         self.refresh_deals().await?;
-        let (have, mut spent) = {
+        let (have, shunned, mut spent) = {
             let directory = lock(&inner.directory);
             let have: BTreeSet<_> = directory.live_providers().collect();
+            let shunned: BTreeSet<_> = directory
+                .deals()
+                .filter(|entry| entry.let_down)
+                .map(|entry| entry.provider)
+                .collect();
             let spent = directory
                 .deals()
                 .filter(|entry| entry.live)
                 .fold(U256::ZERO, |sum, entry| sum.saturating_add(entry.escrow));
-            (have, spent)
+            (have, shunned, spent)
         };
         let capacity_bytes = budget
             .deal_capacity_bytes
@@ -70,12 +100,15 @@ impl MeshPieceStore {
         let found = tokio::task::spawn_blocking(move || index.search(&query))
             .await
             .map_err(|err| MeshStoreError::Task(err.to_string()))??;
-        let mut opened = 0;
         for record in found {
-            if opened >= wanted {
+            if outcome.opened >= wanted {
                 break;
             }
             if have.contains(&record.provider) || record.provider == inner.consumer {
+                continue;
+            }
+            if shunned.contains(&record.provider) {
+                tracing::debug!(provider = %record.provider, "skipping a provider that let a deal fail");
                 continue;
             }
             let request = DealRequest {
@@ -97,11 +130,12 @@ impl MeshPieceStore {
                     spent = %spent, escrow = %cost.escrow, budget = %budget.budget,
                     "the deal budget is spent; no more deals are opened"
                 );
+                outcome.budget_spent = true;
                 break;
             }
             match inner.chain.open_deal(&request).await {
                 Ok(deal) => {
-                    opened += 1;
+                    outcome.opened += 1;
                     spent = spent.saturating_add(cost.escrow);
                     inner.metrics.deals_opened.inc();
                     tracing::info!(%deal, provider = %record.provider, escrow = %cost.escrow, "opened a deal");
@@ -111,6 +145,6 @@ impl MeshPieceStore {
                 }
             }
         }
-        Ok(opened)
+        Ok(outcome)
     }
 }

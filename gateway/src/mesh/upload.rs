@@ -163,8 +163,7 @@ impl MeshPieceStore {
             let short = total - plan.pieces.len();
             self.release(plan.pieces.drain(..).chain(plan.spares.drain(..)));
             match self.open_deals(short, piece_len).await {
-                Ok(0) => {}
-                Ok(opened) => opened_note = format!("; opened {opened} new deal(s)"),
+                Ok(outcome) => opened_note = outcome.note(),
                 Err(err) => {
                     tracing::warn!(%err, "opening deals failed");
                     opened_note = format!("; opening new deals failed: {err}");

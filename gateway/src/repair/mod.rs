@@ -14,7 +14,7 @@
 //! one book transaction that also queues the old placements for freeing.
 //! Repairs are rate-limited in segments and bytes per second; a failed
 //! repair is retried after a delay that doubles with each failure
-//! ([`retry_delay`]).
+//! ([`retry_delay`]), counted in the book so a restart keeps the delay.
 //!
 //! It is not where pieces are placed (`crate::mesh`) nor where the queue is
 //! kept (`dbytes_ledger::book`). Main types: [`RepairWorker`],
@@ -22,9 +22,7 @@
 
 pub mod status;
 
-use crate::lock;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dbytes_ledger::book::{
@@ -185,9 +183,6 @@ pub struct RepairWorker {
     book: Book,
     tuning: RepairTuning,
     metrics: RepairMetrics,
-    /// When each segment whose repair failed may be tried again (in
-    /// memory: after a restart every queued segment is tried once more).
-    not_before: Arc<Mutex<HashMap<SegmentRef, Instant>>>,
     stop: CancellationToken,
 }
 
@@ -199,6 +194,17 @@ pub fn retry_delay(attempts: u32, interval: Duration) -> Duration {
     interval
         .saturating_mul(factor)
         .min(Duration::from_secs(3600))
+}
+
+/// Whether `task` may be tried at `now`: never tried, or its last failure
+/// is [`retry_delay`] old (the delay is kept in the book, so a restart does
+/// not retry a failing segment at once).
+fn is_due(task: &RepairTask, now: u64, interval: Duration) -> bool {
+    if task.attempts == 0 || task.last_attempt_ms == 0 {
+        return true;
+    }
+    let delay = u64::try_from(retry_delay(task.attempts, interval).as_millis()).unwrap_or(u64::MAX);
+    now >= task.last_attempt_ms.saturating_add(delay)
 }
 
 /// The redundancy policy a part is repaired by: its bucket's thresholds
@@ -282,7 +288,6 @@ impl RepairWorker {
             book,
             tuning,
             metrics: RepairMetrics::new(),
-            not_before: Arc::default(),
             stop: CancellationToken::new(),
         }
     }
@@ -389,6 +394,7 @@ impl RepairWorker {
                     .collect(),
                 queued_ms: now_ms(),
                 attempts: 0,
+                last_attempt_ms: 0,
             });
         }
         round.queued = queue.len() as u64;
@@ -459,16 +465,12 @@ impl RepairWorker {
             if self.stop.is_cancelled() {
                 break;
             }
-            let due = lock(&self.not_before)
-                .get(&task.segment)
-                .is_none_or(|at| *at <= Instant::now());
-            if !due {
+            if !is_due(&task, now_ms(), self.tuning.interval) {
                 continue;
             }
             let started = Instant::now();
             match self.repair_one(&task).await {
                 Ok(done) => {
-                    lock(&self.not_before).remove(&task.segment);
                     let bytes = done.bytes;
                     bytes_total += bytes;
                     if done.whole {
@@ -489,10 +491,9 @@ impl RepairWorker {
                     let delay = retry_delay(task.attempts + 1, self.tuning.interval);
                     tracing::warn!(segment = ?task.segment, %err, retry_in = ?delay,
                         "repair failed; will retry");
-                    lock(&self.not_before).insert(task.segment, Instant::now() + delay);
                     let book = self.book.clone();
                     let segment = task.segment;
-                    blocking(move || book.retry_repair(&segment)).await?;
+                    blocking(move || book.retry_repair(&segment, now_ms())).await?;
                 }
             }
         }
@@ -637,6 +638,7 @@ impl RepairWorker {
                     unhealthy: still,
                     queued_ms: now_ms(),
                     attempts: task.attempts + 1,
+                    last_attempt_ms: now_ms(),
                 };
                 let book = self.book.clone();
                 blocking(move || book.queue_repair(&task)).await?;
@@ -739,5 +741,34 @@ mod tests {
         assert_eq!(retry_delay(2, interval), Duration::from_secs(4));
         assert_eq!(retry_delay(5, interval), Duration::from_secs(32));
         assert_eq!(retry_delay(40, interval), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn a_failed_segment_waits_its_delay_from_the_last_failure() {
+        let interval = Duration::from_secs(2);
+        let mut task = RepairTask {
+            segment: SegmentRef {
+                bucket: dbytes_ledger::book::BucketId([1; 16]),
+                key_id: dbytes_ledger::book::KeyId([2; 16]),
+                part: 0,
+                segment: 0,
+            },
+            healthy: 3,
+            unhealthy: vec![0],
+            queued_ms: 1_000,
+            attempts: 0,
+            last_attempt_ms: 0,
+        };
+        assert!(is_due(&task, 1_000, interval), "never tried: due now");
+        task.attempts = 2;
+        task.last_attempt_ms = 10_000;
+        assert!(!is_due(&task, 13_999, interval));
+        assert!(
+            is_due(&task, 14_000, interval),
+            "4 s after the second failure"
+        );
+        // A task from an older book (no time recorded) is due.
+        task.last_attempt_ms = 0;
+        assert!(is_due(&task, 0, interval));
     }
 }

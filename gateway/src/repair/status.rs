@@ -196,6 +196,7 @@ mod tests {
             unhealthy: vec![0, 1],
             queued_ms: 1_000,
             attempts: 2,
+            last_attempt_ms: 0,
         };
         let status = RepairStatus {
             last_round: Some(HealthRound {

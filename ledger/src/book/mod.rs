@@ -22,6 +22,7 @@ mod repairs;
 mod row_key;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -46,6 +47,7 @@ pub use records::{
     SegmentRecord, UnixMillis, Upload, User, VersionId, Versioning, WriteCondition,
 };
 pub use repairs::{HealthRound, RepairOutcome, RepairStatus, RepairTask, SegmentRef};
+pub use watch::DealWatch;
 
 /// Counters (`seq`: the next sequence number for versions, uploads and frees).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

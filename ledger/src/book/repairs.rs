@@ -109,6 +109,10 @@ pub struct RepairTask {
     pub queued_ms: UnixMillis,
     /// Attempts made so far.
     pub attempts: u32,
+    /// When the last failed attempt ended (0: none yet); with `attempts`
+    /// it says when the next may start, across restarts.
+    #[serde(default)]
+    pub last_attempt_ms: UnixMillis,
 }
 
 /// What [`Book::repair_segment`] did.
@@ -227,6 +231,7 @@ impl Book {
             if let Some(old) = table.get(row.as_slice())? {
                 let old: RepairTask = decode("repairs", old.value())?;
                 task.attempts = task.attempts.max(old.attempts);
+                task.last_attempt_ms = task.last_attempt_ms.max(old.last_attempt_ms);
                 task.queued_ms = old.queued_ms;
             }
             table.insert(row.as_slice(), encode(&task).as_slice())?;
@@ -260,8 +265,8 @@ impl Book {
         Ok(())
     }
 
-    /// Counts a failed attempt at repairing `segment`.
-    pub fn retry_repair(&self, segment: &SegmentRef) -> Result<(), BookError> {
+    /// Counts a failed attempt at repairing `segment`, ended at `now`.
+    pub fn retry_repair(&self, segment: &SegmentRef, now: UnixMillis) -> Result<(), BookError> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(REPAIRS)?;
@@ -272,6 +277,7 @@ impl Book {
                 .transpose()?;
             if let Some(mut task) = task {
                 task.attempts += 1;
+                task.last_attempt_ms = now;
                 table.insert(row.as_slice(), encode(&task).as_slice())?;
             }
         }

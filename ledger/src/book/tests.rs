@@ -728,10 +728,11 @@ fn the_repair_queue_persists_orders_by_health_and_swaps_pieces_in_one_commit() {
                 unhealthy: vec![0],
                 queued_ms: NOW,
                 attempts: 0,
+                last_attempt_ms: 0,
             })
             .unwrap();
         }
-        book.retry_repair(&segment).unwrap();
+        book.retry_repair(&segment, NOW + 5).unwrap();
         book.finish_repair(&other).unwrap();
         (segment, scanned[0].2.parts[0].segments[0].pieces[0].clone())
     };
@@ -740,6 +741,11 @@ fn the_repair_queue_persists_orders_by_health_and_swaps_pieces_in_one_commit() {
     let queue = book.repair_queue().unwrap();
     assert_eq!(queue.len(), 1);
     assert_eq!((queue[0].segment, queue[0].attempts), (segment, 1));
+    assert_eq!(
+        queue[0].last_attempt_ms,
+        NOW + 5,
+        "the backoff survives a restart"
+    );
 
     let new_place = Placement {
         provider: "provider-9".into(),
