@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! ```text
-//! <data dir>/index.redb                    (deal ‖ piece) -> length, root, leaf count, stored at
+//! <data dir>/index.redb                    (deal ‖ piece) -> length, root, leaf count, stored at;
+//!                                          (deal ‖ piece) -> block roots (see `blocks`)
 //! <data dir>/pieces/<deal hex>-<piece hex> the piece's bytes, exactly
 //! <data dir>/tmp/…​.part                    pieces being received
 //! ```
@@ -21,10 +22,16 @@
 //! Afterwards the index and the files agree, and every indexed file was
 //! complete when it was renamed.
 //!
-//! Rot after that is caught by verifying on read (whole-piece reads and
-//! audits re-hash; range reads check the length) and by the scrub
-//! ([`PieceStore::scrub`]), which re-hashes every piece at a set rate. A
-//! piece found corrupt is dropped and counted, never served.
+//! A piece's block roots (what an audit needs of its proof tree above its
+//! 8 KiB blocks) are indexed in the same commit as its entry, so they exist
+//! exactly when it does: no file and no fsync of their own.
+//!
+//! Rot after that is caught by verifying on read (whole-piece reads
+//! re-hash; audits hash the challenged leaves' blocks against their kept
+//! roots, re-hashing the whole piece on a mismatch; range reads check the
+//! length) and by the scrub ([`PieceStore::scrub`]), which re-hashes every
+//! piece at a set rate. A piece found corrupt is dropped and counted, never
+//! served.
 //!
 //! # Cost
 //!
@@ -40,7 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::B256;
-use dbytes_ledger::commitment::{PieceTree, TreeBuilder, leaf_count_for};
+use dbytes_ledger::commitment::{PieceTree, leaf_count_for};
 use dbytes_ledger::piece::PieceId;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tracing::{error, info, warn};
@@ -49,9 +56,17 @@ use crate::deal::DealId;
 use crate::metrics::ProviderMetrics;
 use crate::wire::{AuditReply, MAX_PIECE_BYTES, Refusal, StoredPiece};
 
+mod blocks;
+
+use blocks::{BlockTree, BlockTreeBuilder, HashedPiece, block_span};
+
 /// `deal ‖ piece` -> `length ‖ root ‖ leaf count ‖ stored at` (big-endian).
 const PIECES: TableDefinition<&[u8; 64], &[u8; RECORD_BYTES]> = TableDefinition::new("pieces");
 const RECORD_BYTES: usize = 8 + 32 + 8 + 8;
+/// `deal ‖ piece` -> [`BlockTree::encode`], for pieces of more than one
+/// block; written and removed in the same transactions as `PIECES`.
+/// Pieces stored before it existed have no entry (their audits re-hash).
+const BLOCK_ROOTS: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("block_roots");
 
 /// Bytes read or hashed at a time when streaming a piece from disk.
 pub const CHUNK_BYTES: usize = 256 << 10;
@@ -523,23 +538,44 @@ fn read_chunks(
     }
 }
 
-/// BLAKE3 id, proof root, leaf count and length of the file at `path`.
-fn hash_file(path: &Path) -> Result<(PieceId, B256, u64, u64), StoreError> {
+/// BLAKE3 id, proof tree and length of the file at `path`.
+fn hash_file(path: &Path) -> Result<(PieceId, HashedPiece, u64), StoreError> {
     let mut file = File::open(path).map_err(io_error("open", path))?;
     let mut hasher = blake3::Hasher::new();
-    let mut tree = TreeBuilder::new();
+    let mut tree = BlockTreeBuilder::new();
     let length = read_chunks(&mut file, path, |chunk| {
         hasher.update(chunk);
         tree.update(chunk);
         ControlFlow::Continue(())
     })?;
-    let (root, leaf_count) = tree.finish();
     Ok((
         PieceId(*hasher.finalize().as_bytes()),
-        root,
-        leaf_count,
+        tree.finish(),
         length,
     ))
+}
+
+/// Indexes `record` and its block roots in `write` (not yet committed).
+fn insert_piece(
+    write: &redb::WriteTransaction,
+    record: &PieceRecord,
+    blocks: Option<&BlockTree>,
+) -> Result<(), StoreError> {
+    let key = key(record.deal, record.piece);
+    write.open_table(PIECES)?.insert(&key, &record.encode())?;
+    if let Some(blocks) = blocks {
+        write
+            .open_table(BLOCK_ROOTS)?
+            .insert(&key, blocks.encode().as_slice())?;
+    }
+    Ok(())
+}
+
+/// Removes the entry and the block roots of `key` in `write`.
+fn remove_piece(write: &redb::WriteTransaction, key: &[u8; 64]) -> Result<(), StoreError> {
+    write.open_table(PIECES)?.remove(key)?;
+    write.open_table(BLOCK_ROOTS)?.remove(key)?;
+    Ok(())
 }
 
 impl PieceStore {
@@ -592,6 +628,7 @@ impl PieceStore {
         let mut whole: HashSet<[u8; 64]> = HashSet::new();
         {
             let mut table = write.open_table(PIECES)?;
+            let mut block_roots = write.open_table(BLOCK_ROOTS)?;
             for entry in fs::read_dir(&pieces_dir).map_err(io_error("list", &pieces_dir))? {
                 let entry = entry.map_err(io_error("list", &pieces_dir))?;
                 let path = entry.path();
@@ -619,7 +656,7 @@ impl PieceStore {
                 }
                 // Renamed into place but not indexed when the process died
                 // (or the index was lost): keep it if it is what it says.
-                let (actual, root, leaf_count, length) = hash_file(&path)?;
+                let (actual, hashed, length) = hash_file(&path)?;
                 if actual == piece && length <= MAX_PIECE_BYTES {
                     let stored_at_secs = metadata
                         .modified()
@@ -630,11 +667,14 @@ impl PieceStore {
                         deal,
                         piece,
                         length,
-                        root,
-                        leaf_count,
+                        root: hashed.root,
+                        leaf_count: hashed.leaf_count,
                         stored_at_secs,
                     };
                     table.insert(&key, &record.encode())?;
+                    if let Some(blocks) = &hashed.blocks {
+                        block_roots.insert(&key, blocks.encode().as_slice())?;
+                    }
                     indexed.insert(key, record);
                     whole.insert(key);
                     report.reindexed += 1;
@@ -650,6 +690,7 @@ impl PieceStore {
                 .collect();
             for key in lost {
                 table.remove(&key)?;
+                block_roots.remove(&key)?;
                 indexed.remove(&key);
                 report.entries_dropped += 1;
             }
@@ -805,7 +846,7 @@ impl PieceStore {
             file,
             tmp_path,
             hasher: blake3::Hasher::new(),
-            tree: TreeBuilder::new(),
+            tree: BlockTreeBuilder::new(),
             received: 0,
             committed: false,
         })
@@ -904,9 +945,7 @@ impl PieceStore {
         }
         sync_dir(&self.inner.pieces_dir)?;
         let write = self.inner.db.begin_write()?;
-        write
-            .open_table(PIECES)?
-            .remove(&key(record.deal, record.piece))?;
+        remove_piece(&write, &key(record.deal, record.piece))?;
         write.commit()?;
         accounts.remove_piece(record.deal, record.length);
         self.publish(accounts);
@@ -938,8 +977,16 @@ impl PieceStore {
 
     /// Leaves of a stored piece with Merkle proofs against its root.
     ///
-    /// Cost: reads and re-hashes the whole piece (BLAKE3 and its proof
-    /// tree), holding it and its tree in memory (1.25× the piece).
+    /// Each leaf is read from the piece and hashed: a piece whose bytes
+    /// changed on disk never yields a proof that verifies.
+    ///
+    /// Cost: with the piece's block roots kept (every piece of more than
+    /// one 8 KiB block stored since they were), one read of its block roots
+    /// (0.39 % of the piece) and the tree over them, and one 8 KiB read and
+    /// hash per leaf. Otherwise (roots missing or not leading to the root,
+    /// or a block that no longer hashes to its root), reads and re-hashes
+    /// the whole piece as the scrub does, holding it in memory: a corrupt
+    /// piece is dropped, and kept roots are (re)written.
     pub fn audit(
         &self,
         deal: DealId,
@@ -948,7 +995,7 @@ impl PieceStore {
     ) -> Result<AuditReply, StoreError> {
         let mut reader = self.open_piece(deal, piece)?;
         let record = *reader.record();
-        // Refuse a bad index before reading and hashing the whole piece.
+        // Refuse a bad index before reading anything.
         if let Some(&index) = leaf_indexes
             .iter()
             .find(|&&index| index >= record.leaf_count)
@@ -958,26 +1005,119 @@ impl PieceStore {
                 leaf_count: record.leaf_count,
             });
         }
+        if let Some(blocks) = self.block_tree(&record)? {
+            let mut proofs = Vec::with_capacity(leaf_indexes.len());
+            for &index in leaf_indexes {
+                let (offset, length) = block_span(index, record.length);
+                let block = reader.read_at(offset, length)?;
+                match blocks.prove(index, &block) {
+                    Some(proof) => proofs.push(proof),
+                    None => break,
+                }
+            }
+            if proofs.len() == leaf_indexes.len() {
+                return Ok(AuditReply {
+                    root: record.root,
+                    leaf_count: record.leaf_count,
+                    proofs,
+                });
+            }
+            // The block's bytes changed since its root was kept: the
+            // re-hash below finds the piece corrupt and drops it.
+            warn!(%deal, %piece, "a challenged block no longer hashes to its kept root; re-hashing the piece");
+        }
+        self.audit_rehashing(reader, leaf_indexes)
+    }
+
+    /// The kept block roots of `record`, if there are any and they still
+    /// lead to its root.
+    fn block_tree(&self, record: &PieceRecord) -> Result<Option<BlockTree>, StoreError> {
+        let read = self.inner.db.begin_read()?;
+        let table = match read.open_table(BLOCK_ROOTS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let Some(kept) = table.get(&key(record.deal, record.piece))? else {
+            return Ok(None);
+        };
+        let blocks = BlockTree::decode(kept.value(), record.root, record.leaf_count);
+        if blocks.is_none() {
+            warn!(deal = %record.deal, piece = %record.piece,
+                "a piece's kept block roots do not lead to its root; re-hashing the piece");
+        }
+        Ok(blocks)
+    }
+
+    /// [`PieceStore::audit`] by reading and re-hashing the whole piece.
+    fn audit_rehashing(
+        &self,
+        mut reader: PieceReader,
+        leaf_indexes: &[u64],
+    ) -> Result<AuditReply, StoreError> {
+        let record = *reader.record();
         let bytes = reader.read_verified()?;
-        let tree = PieceTree::build(&bytes);
-        if tree.root() != record.root || tree.leaf_count() != record.leaf_count {
+        let mut builder = BlockTreeBuilder::new();
+        builder.update(&bytes);
+        let hashed = builder.finish();
+        if hashed.root != record.root || hashed.leaf_count != record.leaf_count {
             return Err(self.drop_corrupt(&record, "its proof tree no longer has the indexed root"));
         }
+        // Indexes were checked against the leaf count, and the roots were
+        // just built from these very bytes, so every leaf has a proof.
+        let out_of_range = |index| StoreError::LeafOutOfRange {
+            index,
+            leaf_count: record.leaf_count,
+        };
         let mut proofs = Vec::with_capacity(leaf_indexes.len());
-        for &index in leaf_indexes {
-            let proof = tree
-                .prove(&bytes, index)
-                .map_err(|_| StoreError::LeafOutOfRange {
-                    index,
-                    leaf_count: record.leaf_count,
-                })?;
-            proofs.push(proof);
+        match &hashed.blocks {
+            Some(blocks) => {
+                self.keep_block_roots(&record, blocks);
+                for &index in leaf_indexes {
+                    let (offset, length) = block_span(index, record.length);
+                    let block = &bytes[offset as usize..(offset + length) as usize];
+                    proofs.push(
+                        blocks
+                            .prove(index, block)
+                            .ok_or_else(|| out_of_range(index))?,
+                    );
+                }
+            }
+            // One block: its tree is small.
+            None => {
+                let tree = PieceTree::build(&bytes);
+                for &index in leaf_indexes {
+                    proofs.push(tree.prove(&bytes, index).map_err(|_| out_of_range(index))?);
+                }
+            }
         }
         Ok(AuditReply {
             root: record.root,
             leaf_count: record.leaf_count,
             proofs,
         })
+    }
+
+    /// Keeps `blocks` for `record` (if it is still stored), so its next
+    /// audit need not re-hash it. Best effort: failing costs the next audit
+    /// a re-hash, not a wrong answer.
+    fn keep_block_roots(&self, record: &PieceRecord, blocks: &BlockTree) {
+        let _accounts = self.accounts();
+        let kept = self.record(record.deal, record.piece).and_then(|current| {
+            if current != Some(*record) {
+                return Ok(());
+            }
+            let write = self.inner.db.begin_write()?;
+            write
+                .open_table(BLOCK_ROOTS)?
+                .insert(&key(record.deal, record.piece), blocks.encode().as_slice())?;
+            write.commit()?;
+            Ok(())
+        });
+        if let Err(err) = kept {
+            warn!(deal = %record.deal, piece = %record.piece, error = %err,
+                "could not keep a piece's block roots; its next audit re-hashes it too");
+        }
     }
 
     /// Re-hashes every stored piece, at most `bytes_per_sec` bytes per
@@ -1107,7 +1247,7 @@ pub struct PieceIngest {
     file: File,
     tmp_path: PathBuf,
     hasher: blake3::Hasher,
-    tree: TreeBuilder,
+    tree: BlockTreeBuilder,
     received: u64,
     committed: bool,
 }
@@ -1167,14 +1307,14 @@ impl PieceIngest {
         self.file
             .sync_all()
             .map_err(io_error("fsync", &self.tmp_path))?;
-        let (root, leaf_count) = std::mem::take(&mut self.tree).finish();
-        debug_assert_eq!(leaf_count, leaf_count_for(self.length));
+        let hashed = std::mem::take(&mut self.tree).finish();
+        debug_assert_eq!(hashed.leaf_count, leaf_count_for(self.length));
         let record = PieceRecord {
             deal,
             piece: self.piece,
             length: self.length,
-            root,
-            leaf_count,
+            root: hashed.root,
+            leaf_count: hashed.leaf_count,
             stored_at_secs: now_secs(),
         };
 
@@ -1189,9 +1329,7 @@ impl PieceIngest {
         self.committed = true;
         let indexed = sync_dir(&store.inner.pieces_dir).and_then(|()| {
             let write = store.inner.db.begin_write()?;
-            write
-                .open_table(PIECES)?
-                .insert(&key(deal, self.piece), &record.encode())?;
+            insert_piece(&write, &record, hashed.blocks.as_ref())?;
             write.commit()?;
             Ok(())
         });
@@ -1317,6 +1455,16 @@ impl PieceReader {
         Ok(bytes)
     }
 
+    /// The bytes `offset..offset + length`, at most [`CHUNK_BYTES`], inside
+    /// the piece (the file's length was checked when it was opened).
+    fn read_at(&mut self, offset: u64, length: u64) -> Result<Vec<u8>, StoreError> {
+        debug_assert!(length <= CHUNK_BYTES as u64 && offset + length <= self.record.length);
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(io_error("seek", &self.path))?;
+        self.read_chunk(length)
+    }
+
     /// The next `length` bytes, read into a fresh buffer's spare capacity
     /// (no zeroing first: the chunk is handed on, not reused).
     fn read_chunk(&mut self, length: u64) -> Result<Vec<u8>, StoreError> {
@@ -1346,6 +1494,9 @@ impl PieceReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::check_audit;
+    use blocks::{BLOCK_BYTES, BLOCK_LEAVES};
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn file_names_round_trip() {
@@ -1379,5 +1530,239 @@ mod tests {
         assert!(pacer.pace(1 << 18, &|| true));
         assert!(started.elapsed() >= Duration::from_millis(240));
         assert!(!pacer.pace(1 << 20, &|| false));
+    }
+
+    /// A directory removed when dropped.
+    struct TestDir(PathBuf);
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A store in a fresh directory.
+    struct TestStore {
+        store: PieceStore,
+        dir: TestDir,
+    }
+
+    const DEAL: DealId = DealId(alloy_primitives::U256::from_limbs([7, 0, 0, 0]));
+
+    impl TestStore {
+        fn new(label: &str) -> TestStore {
+            let dir = TestDir(std::env::temp_dir().join(format!(
+                "dbytes-store-{label}-{}-{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            )));
+            let (store, _) = TestStore::open(&dir);
+            TestStore { store, dir }
+        }
+
+        fn open(dir: &TestDir) -> (PieceStore, RecoveryReport) {
+            let config = StoreConfig {
+                data_dir: dir.0.clone(),
+                capacity_bytes: 1 << 30,
+            };
+            PieceStore::open(&config, ProviderMetrics::new()).unwrap()
+        }
+
+        /// Closes the store and opens it again (as after a restart).
+        fn reopen(self) -> (TestStore, RecoveryReport) {
+            let TestStore { store, dir } = self;
+            drop(store);
+            let (store, report) = TestStore::open(&dir);
+            (TestStore { store, dir }, report)
+        }
+
+        fn put(&self, bytes: &[u8]) -> (PieceId, StoredPiece) {
+            let id = PieceId::of(bytes);
+            let mut ingest = self
+                .store
+                .begin_put(DEAL, id, bytes.len() as u64, 1 << 30)
+                .unwrap();
+            for chunk in bytes.chunks(100_000) {
+                ingest.write(chunk).unwrap();
+            }
+            (id, ingest.finish().unwrap())
+        }
+
+        fn piece_path(&self, piece: PieceId) -> PathBuf {
+            self.store.piece_path(DEAL, piece)
+        }
+
+        /// XORs `mask` into the byte at `offset` of the piece file.
+        fn rot(&self, piece: PieceId, offset: usize, mask: u8) {
+            let path = self.piece_path(piece);
+            let mut on_disk = fs::read(&path).unwrap();
+            on_disk[offset] ^= mask;
+            fs::write(&path, &on_disk).unwrap();
+        }
+
+        fn kept_roots(&self, piece: PieceId) -> Option<Vec<u8>> {
+            let read = self.store.inner.db.begin_read().unwrap();
+            let table = read.open_table(BLOCK_ROOTS).unwrap();
+            table
+                .get(&key(DEAL, piece))
+                .unwrap()
+                .map(|value| value.value().to_vec())
+        }
+
+        fn set_kept_roots(&self, piece: PieceId, roots: Option<&[u8]>) {
+            let write = self.store.inner.db.begin_write().unwrap();
+            {
+                let mut table = write.open_table(BLOCK_ROOTS).unwrap();
+                match roots {
+                    Some(roots) => table.insert(&key(DEAL, piece), roots).unwrap(),
+                    None => table.remove(&key(DEAL, piece)).unwrap(),
+                };
+            }
+            write.commit().unwrap();
+        }
+
+        /// Audits `asked` and checks the answer against the bytes sent.
+        fn audit_checks_out(&self, bytes: &[u8], stored: &StoredPiece, asked: &[u64]) {
+            let reply = self.store.audit(DEAL, PieceId::of(bytes), asked).unwrap();
+            assert_eq!(check_audit(bytes, stored, asked, &reply), Ok(()));
+        }
+    }
+
+    fn random_bytes(length: usize, seed: u64) -> Vec<u8> {
+        let mut bytes = vec![0u8; length];
+        rand::rngs::StdRng::seed_from_u64(seed).fill(&mut bytes[..]);
+        bytes
+    }
+
+    /// 40 blocks and a short one: leaves from every kind of place.
+    const LENGTH: usize = 40 * BLOCK_BYTES + 1000;
+
+    fn challenges(leaf_count: u64) -> Vec<u64> {
+        vec![0, BLOCK_LEAVES - 1, BLOCK_LEAVES, 777, leaf_count - 1]
+    }
+
+    #[test]
+    fn an_audit_reads_only_the_challenged_blocks_and_their_kept_roots() {
+        let test = TestStore::new("audit-blocks");
+        let bytes = random_bytes(LENGTH, 1);
+        let (id, stored) = test.put(&bytes);
+        assert!(
+            test.kept_roots(id).is_some(),
+            "the put keeps the block roots"
+        );
+        test.audit_checks_out(&bytes, &stored, &challenges(stored.leaf_count));
+
+        // Rot in a block no challenge touches goes unseen by the audit (the
+        // scrub's job): proof that the audit did not re-hash the piece.
+        test.rot(id, 30 * BLOCK_BYTES + 5, 0x01);
+        test.audit_checks_out(&bytes, &stored, &challenges(stored.leaf_count));
+        assert!(test.store.record(DEAL, id).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_corrupt_or_deleted_piece_fails_its_audit() {
+        let test = TestStore::new("audit-rot");
+        let bytes = random_bytes(LENGTH, 2);
+        let (id, stored) = test.put(&bytes);
+        // A flipped byte in the short last block, the one challenged.
+        test.rot(id, LENGTH - 3, 0x80);
+        let last = stored.leaf_count - 1;
+        assert!(matches!(
+            test.store.audit(DEAL, id, &[3, last]),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(test.store.record(DEAL, id).unwrap(), None, "dropped");
+        assert_eq!(test.kept_roots(id), None, "with its block roots");
+
+        let (id, _) = test.put(&bytes);
+        fs::remove_file(test.piece_path(id)).unwrap();
+        assert!(matches!(
+            test.store.audit(DEAL, id, &[3]),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(test.kept_roots(id), None);
+    }
+
+    #[test]
+    fn lost_or_altered_block_roots_never_pass_a_wrong_audit() {
+        let test = TestStore::new("audit-roots");
+        let bytes = random_bytes(LENGTH, 3);
+        let (id, stored) = test.put(&bytes);
+        let kept = test.kept_roots(id).unwrap();
+        let asked = challenges(stored.leaf_count);
+        let mut flipped_root = kept.clone();
+        flipped_root[2 + 32 + 7] ^= 0x01;
+        let mut other_version = kept.clone();
+        other_version[0] ^= 0xff;
+        let short = &kept[..kept.len() - 32];
+        let damages: [Option<&[u8]>; 5] = [
+            None,
+            Some(&flipped_root),
+            Some(&other_version),
+            Some(short),
+            Some(&[]),
+        ];
+        for damage in damages {
+            test.set_kept_roots(id, damage);
+            // The audit re-hashes the intact piece, answers, and keeps the
+            // right roots again.
+            test.audit_checks_out(&bytes, &stored, &asked);
+            assert_eq!(test.kept_roots(id).as_deref(), Some(&kept[..]));
+        }
+
+        // Altered roots and a rotted piece: the re-hash finds the rot.
+        test.set_kept_roots(id, Some(&flipped_root));
+        test.rot(id, 777 * 256 + 9, 0x04);
+        assert!(matches!(
+            test.store.audit(DEAL, id, &asked),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(test.store.record(DEAL, id).unwrap(), None);
+    }
+
+    #[test]
+    fn pieces_stored_before_block_roots_were_kept_are_audited() {
+        let test = TestStore::new("audit-old");
+        let bytes = random_bytes(LENGTH, 4);
+        let (id, stored) = test.put(&bytes);
+        let kept = test.kept_roots(id).unwrap();
+        // An index from before: no block-roots table at all.
+        let write = test.store.inner.db.begin_write().unwrap();
+        write.delete_table(BLOCK_ROOTS).unwrap();
+        write.commit().unwrap();
+        let (test, report) = test.reopen();
+        assert_eq!(report, RecoveryReport::default());
+        test.audit_checks_out(&bytes, &stored, &challenges(stored.leaf_count));
+        assert_eq!(
+            test.kept_roots(id),
+            Some(kept),
+            "kept from the first audit on"
+        );
+
+        // A piece of one block keeps none: its audit reads all of it.
+        let small = random_bytes(BLOCK_BYTES - 100, 5);
+        let (small_id, small_stored) = test.put(&small);
+        assert_eq!(test.kept_roots(small_id), None);
+        test.audit_checks_out(&small, &small_stored, &[0, small_stored.leaf_count - 1]);
+        assert_eq!(test.kept_roots(small_id), None);
+    }
+
+    #[test]
+    fn a_reindexed_piece_gets_its_block_roots_back_and_a_deleted_one_loses_them() {
+        let test = TestStore::new("audit-reindex");
+        let bytes = random_bytes(LENGTH, 6);
+        let (id, stored) = test.put(&bytes);
+        let kept = test.kept_roots(id).unwrap();
+        // As if the process died after the rename, before the index commit.
+        let write = test.store.inner.db.begin_write().unwrap();
+        remove_piece(&write, &key(DEAL, id)).unwrap();
+        write.commit().unwrap();
+        let (test, report) = test.reopen();
+        assert_eq!(report.reindexed, 1);
+        assert_eq!(test.kept_roots(id), Some(kept));
+        test.audit_checks_out(&bytes, &stored, &challenges(stored.leaf_count));
+
+        assert!(test.store.delete(DEAL, id).unwrap());
+        assert_eq!(test.kept_roots(id), None);
     }
 }
