@@ -40,6 +40,9 @@ use crate::settings::{GatewaySettings, RepairSettings};
 /// The password of every keystore of a local network.
 pub const DEVNET_PASSWORD: &str = "devnet";
 
+/// How often the local chain is saved while it runs, seconds.
+const ANVIL_SAVE_SECS: u64 = 5;
+
 /// The S3 user a local network creates.
 pub const DEVNET_USER: &str = "devnet";
 
@@ -161,9 +164,13 @@ impl Devnet {
     pub async fn start(options: &DevnetOptions) -> Result<Devnet, DevnetError> {
         let dir = absolute(&options.dir)?;
         std::fs::create_dir_all(&dir).map_err(step(format!("creating {}", dir.display())))?;
+        // The chain is saved on a clean stop, every few seconds, and by an
+        // anvil a killed earlier run left behind (stopped before this one).
         let anvil = Anvil::spawn(&AnvilOptions {
             block_time_secs: Some(1),
             state_file: Some(dir.join("chain-state.json")),
+            state_interval_secs: Some(ANVIL_SAVE_SECS),
+            pid_file: Some(dir.join("anvil.pid")),
             ..AnvilOptions::default()
         })
         .map_err(step("starting anvil"))?;

@@ -59,6 +59,17 @@ pub enum AnvilError {
         /// The last lines it printed.
         output: String,
     },
+    /// An anvil of an earlier run would not stop.
+    #[error(
+        "an anvil of an earlier run (process {pid}) still runs and did not stop within {secs} s \
+         of SIGTERM; stop it (`kill {pid}`) and start again"
+    )]
+    Stray {
+        /// Its process id.
+        pid: u32,
+        /// How long we waited.
+        secs: u64,
+    },
 }
 
 /// How to start anvil.
@@ -75,6 +86,15 @@ pub struct AnvilOptions {
     /// A file to load the chain from and save it to on exit (`--state`),
     /// so a local network resumes where it stopped.
     pub state_file: Option<PathBuf>,
+    /// Also save the state file every this many seconds
+    /// (`--state-interval`), so a killed anvil loses at most that much.
+    pub state_interval_secs: Option<u64>,
+    /// Where to record anvil's process id. An anvil still running under a
+    /// recorded id (the process that started it was killed before it could
+    /// stop it) is stopped gracefully before the new one starts, so it
+    /// saves its chain to the state file instead of holding it in memory
+    /// and racing the new one for the file.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for AnvilOptions {
@@ -85,6 +105,8 @@ impl Default for AnvilOptions {
             accounts: 10,
             chain_id: 31337,
             state_file: None,
+            state_interval_secs: None,
+            pid_file: None,
         }
     }
 }
@@ -142,6 +164,54 @@ pub struct Anvil {
     port: u16,
     endpoint: String,
     chain_id: u64,
+    pid_file: Option<PathBuf>,
+}
+
+/// How long a stray anvil gets to save its chain and exit after SIGTERM.
+const STRAY_STOP: Duration = Duration::from_secs(20);
+
+/// Stops the anvil recorded in `pid_file` if it still runs (its command
+/// line names anvil: a recycled process id is left alone), waiting for it
+/// to save its state and exit. Linux only (it reads `/proc`); elsewhere a
+/// stray anvil is left running.
+fn stop_stray(pid_file: &Path) -> Result<(), AnvilError> {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return Ok(());
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return Ok(());
+    };
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let is_anvil = |dir: &Path| {
+        std::fs::read(dir.join("cmdline"))
+            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("anvil"))
+    };
+    if !is_anvil(&proc_dir) {
+        return Ok(());
+    }
+    tracing::warn!(
+        pid,
+        "an anvil of an earlier run still runs; stopping it so it saves the chain"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + STRAY_STOP;
+    while std::time::Instant::now() < deadline {
+        let exited = std::fs::read_to_string(proc_dir.join("stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        });
+        if exited || !is_anvil(&proc_dir) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(AnvilError::Stray {
+        pid,
+        secs: STRAY_STOP.as_secs(),
+    })
 }
 
 impl Anvil {
@@ -165,6 +235,12 @@ impl Anvil {
         }
         if let Some(state) = &options.state_file {
             command.arg("--state").arg(state);
+            if let Some(secs) = options.state_interval_secs {
+                command.args(["--state-interval", &secs.max(1).to_string()]);
+            }
+        }
+        if let Some(pid_file) = &options.pid_file {
+            stop_stray(pid_file)?;
         }
         let mut child = command.spawn().map_err(|err| AnvilError::Spawn {
             path: path.clone(),
@@ -191,7 +267,17 @@ impl Anvil {
             port: 0,
             endpoint: String::new(),
             chain_id: options.chain_id,
+            pid_file: None,
         };
+        if let Some(pid_file) = &options.pid_file {
+            std::fs::write(pid_file, anvil.child.id().to_string()).map_err(|err| {
+                AnvilError::Spawn {
+                    path: pid_file.clone(),
+                    reason: format!("recording anvil's process id: {err}"),
+                }
+            })?;
+            anvil.pid_file = Some(pid_file.clone());
+        }
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match lines_rx.recv_timeout(left) {
@@ -248,6 +334,9 @@ impl Anvil {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(pid_file) = self.pid_file.take() {
+            let _ = std::fs::remove_file(pid_file);
+        }
     }
 
     /// Stops anvil gracefully (SIGTERM, so a `--state` file is written),
@@ -264,6 +353,9 @@ impl Anvil {
                 let deadline = std::time::Instant::now() + Duration::from_secs(5);
                 while std::time::Instant::now() < deadline {
                     if let Ok(Some(_)) = self.child.try_wait() {
+                        if let Some(pid_file) = self.pid_file.take() {
+                            let _ = std::fs::remove_file(pid_file);
+                        }
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(50));

@@ -3,6 +3,7 @@
 //! port the OS picks, killed when the test ends, even on failure).
 //! Time is moved forward with `evm_increaseTime` to drive periods.
 
+mod anvil;
 mod common;
 mod deals;
 mod errors;
