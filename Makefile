@@ -10,7 +10,7 @@ FORGE     := $(abspath $(CONTRACTS))/node_modules/@foundry-rs/forge-$(FOUNDRY_PL
 STAMP     := $(CONTRACTS)/node_modules/.dbytes-setup
 NEXTEST_PROFILE := $(if $(CI),ci,default)
 
-.PHONY: setup run test test-rust test-contracts lint bench bench-codec bench-gateway bench-mesh bench-repair fuzz-mesh clean artifacts \
+.PHONY: setup run test test-rust test-contracts lint bench bench-codec bench-gateway bench-gateway-rss bench-mesh bench-repair fuzz-mesh clean artifacts \
 	check-artifacts gas
 
 ## setup: install the pinned contract toolchain (forge, anvil, cast, solcjs,
@@ -82,6 +82,14 @@ bench-codec:
 ## network of 10 providers with stores on tmpfs (DBYTES_BENCH_MIB to change).
 bench-gateway: setup
 	cargo bench -p dbytes-gateway --bench gateway
+
+## bench-gateway-rss: the gateway alone, as its own `dbytes gateway run`
+## process, while a 10 GiB object streams in through aws-cli at 4-of-6 on 10
+## providers (15 GiB of tmpfs, checked first): its peak resident memory and
+## the upload's speed (DBYTES_BENCH_GIB to change the size). Not in `bench`.
+bench-gateway-rss: setup
+	cargo build --release --locked --bin dbytes
+	DBYTES_BENCH_RSS=1 cargo bench -p dbytes-gateway --bench gateway
 
 ## bench-mesh: the piece protocol against raw iroh streams: 4 MiB pieces put
 ## and got over 8 streams to one provider on loopback (store on /dev/shm),
