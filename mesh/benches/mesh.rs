@@ -7,7 +7,13 @@
 //! `DBYTES_BENCH_RANGES` random 4 KiB ranges one after another (default
 //! 100), audits `DBYTES_BENCH_AUDITS` random pieces one after another, 4
 //! random leaves each with their proofs (default 20; the gateway's audit
-//! after an upload and the repair worker's), then deletes the pieces. In the same round it measures raw iroh
+//! after an upload and the repair worker's), then deletes the pieces. It
+//! also builds the provider daemon's on-chain proofs of
+//! `DBYTES_BENCH_PERIODS` periods one after another (default 20; fresh
+//! seeds, 4 challenged leaves each, as the contract asks) for a deal of
+//! `DBYTES_BENCH_PROVE_PIECES` pieces of 4 MiB (default 16) kept in a store
+//! of its own, each proof checked against the commitment as the contract
+//! checks it. In the same round it measures raw iroh
 //! stream throughput over the same endpoints' configuration: a minimal
 //! protocol on its own ALPN that only streams bytes, the same 4 MiB per
 //! stream, 8 streams at once, uploads and downloads.
@@ -15,7 +21,7 @@
 //! Diagnostic lines come first; the last line is
 //!
 //! ```text
-//! mesh put_MBps=… get_MBps=… get_range_4KiB_p50_ms=… audit_p50_ms=… raw_quic_MBps=…
+//! mesh put_MBps=… get_MBps=… get_range_4KiB_p50_ms=… audit_p50_ms=… prove_p50_ms=… raw_quic_MBps=…
 //! ```
 //!
 //! each the median over `DBYTES_BENCH_ROUNDS` rounds (default 5).
@@ -27,16 +33,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256};
+use dbytes_ledger::chain;
+use dbytes_ledger::chain::proof::challenge_indexes;
 use dbytes_ledger::commitment::PieceTree;
 use dbytes_ledger::keys::NodeSecret;
 use dbytes_ledger::piece::PieceId;
 use dbytes_mesh::audit::{check_audit, pick_leaves};
 use dbytes_mesh::client::{ClientConfig, PieceClient};
-use dbytes_mesh::commitment::NoSigner;
+use dbytes_mesh::commitment::{Commitment, NoSigner, PieceSlot};
+use dbytes_mesh::daemon::prove::prove_deal;
+use dbytes_mesh::daemon::state::SignedCommitment;
 use dbytes_mesh::deal::{DealId, DealTerms, StaticDeals};
+use dbytes_mesh::metrics::ProviderMetrics;
 use dbytes_mesh::provider::{ProviderConfig, ProviderNode, ScrubConfig, ServiceConfig};
-use dbytes_mesh::store::StoreConfig;
+use dbytes_mesh::store::{CHUNK_BYTES, PieceStore, StoreConfig};
 use dbytes_mesh::transport::{TransportConfig, bind_endpoint, node_id};
 use dbytes_mesh::wire::StoredPiece;
 use iroh::endpoint::Connection;
@@ -48,6 +59,8 @@ const PIECE_BYTES: usize = 4 << 20;
 const RANGE_BYTES: u64 = 4 << 10;
 /// Leaves asked for per audit, as the gateway asks.
 const AUDIT_LEAVES: usize = 4;
+/// Leaves challenged per deal per period, as the contract's deployments ask.
+const PROOF_CHALLENGES: u64 = 4;
 const STREAMS: usize = 8;
 const RAW_ALPN: &[u8] = b"dbytes/bench-raw/0";
 /// The raw protocol's first byte: the client uploads (the server reads to
@@ -125,6 +138,17 @@ where
     mb_per_sec(count * PIECE_BYTES, started.elapsed())
 }
 
+/// `count` pieces of random bytes with their ids.
+fn random_pieces(rng: &mut StdRng, count: usize) -> Vec<(PieceId, Vec<u8>)> {
+    (0..count)
+        .map(|_| {
+            let mut bytes = vec![0u8; PIECE_BYTES];
+            rng.fill(&mut bytes[..]);
+            (PieceId::of(&bytes), bytes)
+        })
+        .collect()
+}
+
 fn mb_per_sec(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64()
 }
@@ -158,19 +182,19 @@ async fn raw_download(connection: &Connection) {
     assert_eq!(received, PIECE_BYTES, "the raw server sends a whole piece");
 }
 
-/// The store directory: on tmpfs when the machine has `/dev/shm`, removed
+/// A store directory: on tmpfs when the machine has `/dev/shm`, removed
 /// when dropped.
 struct StoreDir(PathBuf);
 
 impl StoreDir {
-    fn new() -> StoreDir {
+    fn new(label: &str) -> StoreDir {
         let shm = PathBuf::from("/dev/shm");
         let base = if shm.is_dir() {
             shm
         } else {
             std::env::temp_dir()
         };
-        let path = base.join(format!("dbytes-bench-mesh-{}", std::process::id()));
+        let path = base.join(format!("dbytes-bench-{label}-{}", std::process::id()));
         std::fs::create_dir_all(&path).expect("create the bench store directory");
         StoreDir(path)
     }
@@ -182,6 +206,80 @@ impl Drop for StoreDir {
     }
 }
 
+/// A deal's pieces in a store of their own under a signed commitment, as
+/// the provider daemon's proofs loop finds them.
+struct ProveBench {
+    store: PieceStore,
+    deal: DealId,
+    signed: SignedCommitment,
+}
+
+impl ProveBench {
+    fn new(data_dir: PathBuf, deal: DealId, pieces: &[(PieceId, Vec<u8>)]) -> ProveBench {
+        let capacity_bytes = (pieces.len() * PIECE_BYTES) as u64;
+        let config = StoreConfig {
+            data_dir,
+            capacity_bytes,
+        };
+        let (store, _) =
+            PieceStore::open(&config, ProviderMetrics::new()).expect("open the proofs' store");
+        let slots: Vec<PieceSlot> = pieces
+            .iter()
+            .map(|(piece, bytes)| {
+                let mut ingest = store
+                    .begin_put(deal, *piece, bytes.len() as u64, capacity_bytes)
+                    .expect("begin a put");
+                for chunk in bytes.chunks(CHUNK_BYTES) {
+                    ingest.write(chunk).expect("write a piece");
+                }
+                let stored = ingest.finish().expect("store a piece");
+                PieceSlot {
+                    piece: *piece,
+                    root: stored.root,
+                    leaf_count: stored.leaf_count,
+                }
+            })
+            .collect();
+        let commitment =
+            Commitment::over_pieces(deal, 1, &slots).expect("a commitment over the pieces");
+        ProveBench {
+            store,
+            deal,
+            signed: SignedCommitment {
+                root: commitment.root,
+                leaf_count: commitment.leaf_count,
+                version: commitment.version,
+                pieces: commitment.pieces,
+            },
+        }
+    }
+
+    /// Milliseconds to build the deal's proof in each of `periods` periods,
+    /// each checked against the commitment as the contract checks it.
+    fn period_latencies_ms(&self, periods: usize, rng: &mut StdRng) -> Vec<f64> {
+        let on_chain = chain::Commitment {
+            root: self.signed.root,
+            leaf_count: self.signed.leaf_count,
+            version: self.signed.version,
+        };
+        (0..periods)
+            .map(|_| {
+                let seed = B256::from(rng.r#gen::<[u8; 32]>());
+                let indexes =
+                    challenge_indexes(seed, self.deal.0, PROOF_CHALLENGES, self.signed.leaf_count);
+                let started = Instant::now();
+                let proof = prove_deal(&self.store, self.deal, &self.signed, &indexes)
+                    .expect("prove the deal");
+                let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+                proof
+                    .verify(&on_chain, &indexes)
+                    .expect("the proof verifies against the commitment");
+                elapsed_ms
+            })
+            .collect()
+    }
+}
+
 struct Bench {
     client: PieceClient,
     provider: EndpointAddr,
@@ -190,6 +288,7 @@ struct Bench {
     pieces: Arc<Vec<(PieceId, Vec<u8>)>>,
     /// What the provider must report for each piece, to check audits by.
     stored: Vec<StoredPiece>,
+    prove: ProveBench,
 }
 
 struct Round {
@@ -197,12 +296,13 @@ struct Round {
     get_mbps: f64,
     range_p50_ms: f64,
     audit_p50_ms: f64,
+    prove_p50_ms: f64,
     raw_upload_mbps: f64,
     raw_download_mbps: f64,
 }
 
 impl Bench {
-    async fn round(&self, ranges: usize, audits: usize, rng: &mut StdRng) -> Round {
+    async fn round(&self, ranges: usize, audits: usize, periods: usize, rng: &mut StdRng) -> Round {
         let count = self.pieces.len();
         let raw_upload_mbps = {
             let raw = self.raw.clone();
@@ -283,6 +383,9 @@ impl Bench {
             audit_latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
             check_audit(bytes, stored, &asked, &reply).expect("the audit answer checks out");
         }
+        // The daemon builds proofs on the blocking pool; this thread is one.
+        let prove_latencies_ms =
+            tokio::task::block_in_place(|| self.prove.period_latencies_ms(periods, rng));
         for (piece, _) in self.pieces.iter() {
             self.client
                 .delete_piece(&self.provider, self.deal, *piece)
@@ -294,6 +397,7 @@ impl Bench {
             get_mbps,
             range_p50_ms: median(latencies_ms),
             audit_p50_ms: median(audit_latencies_ms),
+            prove_p50_ms: median(prove_latencies_ms),
             raw_upload_mbps,
             raw_download_mbps,
         }
@@ -305,25 +409,22 @@ fn main() {
     let piece_count = env_number("DBYTES_BENCH_PIECES", 32).max(STREAMS);
     let ranges = env_number("DBYTES_BENCH_RANGES", 100).max(1);
     let audits = env_number("DBYTES_BENCH_AUDITS", 20).max(1);
+    let periods = env_number("DBYTES_BENCH_PERIODS", 20).max(1);
+    let prove_pieces = env_number("DBYTES_BENCH_PROVE_PIECES", 16).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("start the tokio runtime");
     runtime.block_on(async move {
-        let store_dir = StoreDir::new();
+        let store_dir = StoreDir::new("mesh");
+        let prove_dir = StoreDir::new("prove");
         println!(
-            "mesh store_dir={} pieces_per_round={piece_count} piece_MiB={} streams={STREAMS} rounds={rounds}",
+            "mesh store_dir={} pieces_per_round={piece_count} piece_MiB={} streams={STREAMS} rounds={rounds} prove_pieces={prove_pieces}",
             store_dir.0.display(),
             PIECE_BYTES >> 20,
         );
         let mut rng = StdRng::seed_from_u64(7);
-        let pieces: Vec<(PieceId, Vec<u8>)> = (0..piece_count)
-            .map(|_| {
-                let mut bytes = vec![0u8; PIECE_BYTES];
-                rng.fill(&mut bytes[..]);
-                (PieceId::of(&bytes), bytes)
-            })
-            .collect();
+        let pieces = random_pieces(&mut rng, piece_count);
         let stored = pieces
             .iter()
             .map(|(_, bytes)| {
@@ -402,6 +503,11 @@ fn main() {
             .await
             .expect("the provider answers a stat");
 
+        let prove_pieces = random_pieces(&mut rng, prove_pieces);
+        let prove = tokio::task::block_in_place(|| {
+            ProveBench::new(prove_dir.0.clone(), DealId::from(2), &prove_pieces)
+        });
+        drop(prove_pieces);
         let bench = Bench {
             client,
             provider: provider_addr,
@@ -409,18 +515,20 @@ fn main() {
             deal,
             pieces: Arc::new(pieces),
             stored,
+            prove,
         };
         // A warm-up round: connections open, windows grow, files are cached.
-        bench.round(ranges, audits, &mut rng).await;
+        bench.round(ranges, audits, periods, &mut rng).await;
         let mut results = Vec::with_capacity(rounds);
         for round in 1..=rounds {
-            let result = bench.round(ranges, audits, &mut rng).await;
+            let result = bench.round(ranges, audits, periods, &mut rng).await;
             println!(
-                "mesh round={round} put_MBps={:.0} get_MBps={:.0} get_range_4KiB_p50_ms={:.3} audit_p50_ms={:.3} raw_upload_MBps={:.0} raw_download_MBps={:.0}",
+                "mesh round={round} put_MBps={:.0} get_MBps={:.0} get_range_4KiB_p50_ms={:.3} audit_p50_ms={:.3} prove_p50_ms={:.3} raw_upload_MBps={:.0} raw_download_MBps={:.0}",
                 result.put_mbps,
                 result.get_mbps,
                 result.range_p50_ms,
                 result.audit_p50_ms,
+                result.prove_p50_ms,
                 result.raw_upload_mbps,
                 result.raw_download_mbps,
             );
@@ -430,6 +538,7 @@ fn main() {
         let get = median(results.iter().map(|r| r.get_mbps).collect());
         let range_p50 = median(results.iter().map(|r| r.range_p50_ms).collect());
         let audit_p50 = median(results.iter().map(|r| r.audit_p50_ms).collect());
+        let prove_p50 = median(results.iter().map(|r| r.prove_p50_ms).collect());
         let raw_upload = median(results.iter().map(|r| r.raw_upload_mbps).collect());
         let raw_download = median(results.iter().map(|r| r.raw_download_mbps).collect());
         let raw = raw_upload.max(raw_download);
@@ -439,7 +548,7 @@ fn main() {
             get / raw_download,
         );
         println!(
-            "mesh put_MBps={put:.0} get_MBps={get:.0} get_range_4KiB_p50_ms={range_p50:.3} audit_p50_ms={audit_p50:.3} raw_quic_MBps={raw:.0}"
+            "mesh put_MBps={put:.0} get_MBps={get:.0} get_range_4KiB_p50_ms={range_p50:.3} audit_p50_ms={audit_p50:.3} prove_p50_ms={prove_p50:.3} raw_quic_MBps={raw:.0}"
         );
         bench.client.endpoint().close().await;
         raw_router
