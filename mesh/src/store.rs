@@ -987,6 +987,9 @@ impl PieceStore {
     /// or a block that no longer hashes to its root), reads and re-hashes
     /// the whole piece as the scrub does, holding it in memory: a corrupt
     /// piece is dropped, and kept roots are (re)written.
+    ///
+    /// The provider daemon's on-chain proofs ([`crate::daemon::prove`])
+    /// prove the challenged leaves of their pieces through this too.
     pub fn audit(
         &self,
         deal: DealId,
@@ -1488,6 +1491,34 @@ impl PieceReader {
                 .store
                 .drop_corrupt(&self.record, &format!("its bytes hash to {actual}")))
         }
+    }
+}
+
+#[cfg(test)]
+impl PieceStore {
+    /// Drops the kept block roots of `piece` of `deal`, as a store from
+    /// before they were kept has none (for other modules' tests).
+    pub(crate) fn forget_block_roots(&self, deal: DealId, piece: PieceId) {
+        let write = self.inner.db.begin_write().unwrap();
+        write
+            .open_table(BLOCK_ROOTS)
+            .unwrap()
+            .remove(&key(deal, piece))
+            .unwrap();
+        write.commit().unwrap();
+    }
+
+    /// Where `piece` of `deal` is (or would be) stored (for other modules'
+    /// tests).
+    pub(crate) fn piece_file(&self, deal: DealId, piece: PieceId) -> PathBuf {
+        self.piece_path(deal, piece)
+    }
+
+    /// Whether `piece` of `deal` is stored with block roots that lead to
+    /// its root (for other modules' tests).
+    pub(crate) fn keeps_block_roots(&self, deal: DealId, piece: PieceId) -> bool {
+        let record = self.record(deal, piece).unwrap();
+        record.is_some_and(|record| self.block_tree(&record).unwrap().is_some())
     }
 }
 
