@@ -209,13 +209,13 @@ impl Devnet {
         let gateway = GatewayNode::start(&settings, &root)
             .await
             .map_err(step("starting the gateway"))?;
-        let with_deals = options.providers.saturating_sub(options.market_providers);
-        let (dealt, market_only) = providers.split_at(with_deals.min(providers.len()));
-        // Providers added later (`add_provider`) get deals; market ones not.
-        let added = market_only
-            .get(options.market_providers..)
-            .unwrap_or_default();
-        let dealt: Vec<_> = dealt.iter().chain(added).collect();
+        // The last `market_providers` of the first `providers` only list on
+        // the market; providers added later (`add_provider`) have deals.
+        let market = options.providers.saturating_sub(options.market_providers)..options.providers;
+        let dealt: Vec<_> = (providers.iter().enumerate())
+            .filter(|(index, _)| !market.contains(index))
+            .map(|(_, daemon)| daemon)
+            .collect();
         open_deals(&gateway, &dealt, &rpc, &deployment_path, &root, options).await?;
         Ok(Devnet {
             anvil,

@@ -26,8 +26,8 @@
 //!   goes back to the user's credit.
 //!
 //! What it learns is kept in the book ([`DealWatch`]): how far each deal is
-//! known proven, and which deals it already found lost or closed, so a
-//! restarted gateway picks up where it stopped.
+//! known proven, and which deals it already found lost, so a restarted
+//! gateway picks up where it stopped.
 //!
 //! It is not where pieces are audited or repaired (`crate::repair`) nor
 //! where deals are placed (`crate::mesh`). Main types: [`ChainWatcher`],
@@ -261,8 +261,28 @@ impl ChainWatcher {
     }
 
     /// One round: reports missed proofs, queues the segments of lost deals
-    /// for repair and closes failed deals whose pieces have all moved.
+    /// for repair and closes failed deals whose pieces have all moved. What
+    /// it learned is written to the book at the end, even if it stopped
+    /// early.
     pub async fn check(&self) -> Result<WatchReport, WatchError> {
+        let book = self.book.clone();
+        let before = blocking(move || book.deal_watches()).await?;
+        let mut watches = before.clone();
+        let round = self.round(&mut watches).await;
+        let changed: Vec<(U256, DealWatch)> = watches
+            .into_iter()
+            .filter(|(deal, watch)| before.get(deal).copied().unwrap_or_default() != *watch)
+            .collect();
+        let book = self.book.clone();
+        blocking(move || book.put_deal_watches(&changed)).await?;
+        round
+    }
+
+    /// [`ChainWatcher::check`] with the book's records in `watches`.
+    async fn round(
+        &self,
+        watches: &mut HashMap<U256, DealWatch>,
+    ) -> Result<WatchReport, WatchError> {
         let mut report = WatchReport::default();
         let Some(consumer) = self.chain.address() else {
             return Ok(report);
@@ -279,8 +299,6 @@ impl ChainWatcher {
         let clock = self.chain.clock();
         let current = clock.period_at(now);
         let first_open = clock.first_open_period(now);
-        let book = self.book.clone();
-        let watches = blocking(move || book.deal_watches()).await?;
 
         let mut lost: BTreeSet<U256> = BTreeSet::new();
         for listed in &deals {
@@ -288,10 +306,9 @@ impl ChainWatcher {
                 return Ok(report);
             }
             let deal = &listed.deal;
-            let known = watches.get(&deal.id).copied().unwrap_or_default();
             if deal.state.is_running()
                 && let Some(missed) = self
-                    .report_missed(deal, first_open, known.proven_to)
+                    .report_missed(deal, first_open, watches.entry(deal.id).or_default())
                     .await?
             {
                 if missed.settlement.state == DealState::Failed {
@@ -317,13 +334,13 @@ impl ChainWatcher {
         lost.extend(holding.keys().filter(|deal| !listed.contains(deal)));
         lost.retain(|deal| holding.contains_key(deal));
         for deal in &lost {
-            if watches.get(deal).is_some_and(|watch| watch.lost) {
-                continue;
+            let watch = watches.entry(*deal).or_default();
+            if !watch.lost {
+                watch.lost = true;
+                self.metrics.deals_lost.inc();
+                tracing::warn!(%deal, pieces = holding.get(deal).copied().unwrap_or(0),
+                    "a deal holding pieces is lost; queueing its segments for repair");
             }
-            self.metrics.deals_lost.inc();
-            tracing::warn!(%deal, pieces = holding.get(deal).copied().unwrap_or(0),
-                "a deal holding pieces is lost; queueing its segments for repair");
-            self.remember(*deal, |watch| watch.lost = true).await?;
         }
         if !lost.is_empty() {
             report.segments_queued = self.queue_lost(&lost).await?;
@@ -334,9 +351,7 @@ impl ChainWatcher {
         report.lost_deals = lost.into_iter().collect();
         for listed in &deals {
             let deal = &listed.deal;
-            let done = watches.get(&deal.id).is_some_and(|watch| watch.closed);
             if deal.state == DealState::Failed
-                && !done
                 && !holding.contains_key(&deal.id)
                 && !self.stop.is_cancelled()
                 && self.close_failed(deal).await?
@@ -350,16 +365,6 @@ impl ChainWatcher {
         Ok(report)
     }
 
-    /// Changes the book's record of `deal`.
-    async fn remember(
-        &self,
-        deal: U256,
-        change: impl FnOnce(&mut DealWatch) + Send + 'static,
-    ) -> Result<DealWatch, WatchError> {
-        let book = self.book.clone();
-        blocking(move || book.update_deal_watch(deal, change)).await
-    }
-
     /// Closes the failed `deal` (no piece of the user's is left under it);
     /// returns whether it did.
     async fn close_failed(&self, deal: &Deal) -> Result<bool, WatchError> {
@@ -369,13 +374,11 @@ impl ChainWatcher {
                 tracing::info!(deal = %deal.id, provider = %deal.provider,
                     repair_reward = deal.repair_reward,
                     "closed a failed deal whose pieces have all moved; its repair reward is credited");
-                self.remember(deal.id, |watch| watch.closed = true).await?;
                 Ok(true)
             }
             // Closed or reassigned meanwhile (by hand, say): nothing to do.
             Err(err @ (ChainError::Refused(_) | ChainError::Reverted { .. })) => {
                 tracing::info!(deal = %deal.id, reason = %err, "did not close a failed deal");
-                self.remember(deal.id, |watch| watch.closed = true).await?;
                 Ok(false)
             }
             Err(err) => Err(err.into()),
@@ -384,15 +387,14 @@ impl ChainWatcher {
 
     /// Reports the latest closed, committed, unproven and unsettled period
     /// of `deal` (checking at most [`WatchTuning::periods_per_round`]
-    /// periods from `known`, the first period not known proven), if there
-    /// is one.
+    /// periods from `watch.proven_to`, which it moves on), if there is one.
     async fn report_missed(
         &self,
         deal: &Deal,
         first_open: u64,
-        known: u64,
+        watch: &mut DealWatch,
     ) -> Result<Option<MissedReport>, WatchError> {
-        let start = deal.settled_to.max(deal.fill_by).max(known);
+        let start = deal.settled_to.max(deal.fill_by).max(watch.proven_to);
         let stop = first_open
             .min(deal.end)
             .min(start.saturating_add(self.tuning.periods_per_round));
@@ -420,10 +422,7 @@ impl ChainWatcher {
         if missed.is_none() {
             proven_to = stop.max(proven_to);
         }
-        if proven_to != known {
-            self.remember(deal.id, move |watch| watch.proven_to = proven_to)
-                .await?;
-        }
+        watch.proven_to = proven_to;
         let Some(period) = missed else {
             return Ok(None);
         };
@@ -433,9 +432,7 @@ impl ChainWatcher {
                 tracing::warn!(deal = %deal.id, provider = %deal.provider, period,
                     slashed = %settlement.slashed, state = %settlement.state.name(),
                     "reported a missed storage proof; the provider was slashed");
-                let to = settlement.to_period;
-                self.remember(deal.id, move |watch| watch.proven_to = to)
-                    .await?;
+                watch.proven_to = settlement.to_period;
                 Ok(Some(MissedReport {
                     deal: deal.id,
                     period,

@@ -3,7 +3,8 @@
 //! forgets that it already acted on a lost deal.
 //!
 //! One small row per deal the watcher has looked at ([`DealWatch`]); the
-//! table is read whole once per round.
+//! table is read whole at the start of a round and what changed is written
+//! back at its end.
 
 use std::collections::HashMap;
 
@@ -25,9 +26,6 @@ pub struct DealWatch {
     /// The deal was found lost (failed, closed early, being left) while the
     /// book listed pieces under it; its segments were queued for repair.
     pub lost: bool,
-    /// The watcher closed the failed deal on chain (`closeFailed`) once the
-    /// book listed no piece under it, taking back its repair reward.
-    pub closed: bool,
 }
 
 impl Book {
@@ -54,28 +52,24 @@ impl Book {
         Ok(watches)
     }
 
-    /// Changes the watcher's record of `deal` (a default one if it has
-    /// none) in one transaction; returns the record as stored.
-    pub fn update_deal_watch(
-        &self,
-        deal: U256,
-        change: impl FnOnce(&mut DealWatch),
-    ) -> Result<DealWatch, BookError> {
-        let key = deal.to_be_bytes::<32>();
+    /// Stores the watcher's records of `watches` (replacing earlier ones),
+    /// in one transaction.
+    pub fn put_deal_watches(&self, watches: &[(U256, DealWatch)]) -> Result<(), BookError> {
+        if watches.is_empty() {
+            return Ok(());
+        }
         let txn = self.db.begin_write()?;
-        let watch = {
+        {
             let mut table = txn.open_table(DEAL_WATCH)?;
-            let mut watch: DealWatch = table
-                .get(key.as_slice())?
-                .map(|guard| decode("deal_watch", guard.value()))
-                .transpose()?
-                .unwrap_or_default();
-            change(&mut watch);
-            table.insert(key.as_slice(), encode(&watch).as_slice())?;
-            watch
-        };
+            for (deal, watch) in watches {
+                table.insert(
+                    deal.to_be_bytes::<32>().as_slice(),
+                    encode(watch).as_slice(),
+                )?;
+            }
+        }
         txn.commit()?;
-        Ok(watch)
+        Ok(())
     }
 }
 
@@ -84,40 +78,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deal_records_persist_and_change_in_place() {
+    fn deal_records_persist_and_are_replaced() {
         let dir = std::env::temp_dir().join(format!("dbytes-watch-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("book.redb");
         let (one, big) = (U256::from(1), U256::MAX);
+        let lost = DealWatch {
+            proven_to: 3,
+            lost: true,
+        };
         {
             let book = Book::open(&path).unwrap();
             assert!(book.deal_watches().unwrap().is_empty());
-            book.update_deal_watch(one, |watch| watch.proven_to = 7)
+            book.put_deal_watches(&[(one, DealWatch::default()), (big, lost)])
                 .unwrap();
-            let stored = book
-                .update_deal_watch(big, |watch| {
-                    watch.lost = true;
-                    watch.proven_to = 3;
-                })
-                .unwrap();
-            assert_eq!(
-                stored,
-                DealWatch {
-                    proven_to: 3,
-                    lost: true,
-                    closed: false
-                }
-            );
         }
         let book = Book::open(&path).unwrap();
-        let changed = book
-            .update_deal_watch(one, |watch| watch.closed = true)
-            .unwrap();
-        assert_eq!((changed.proven_to, changed.closed), (7, true));
+        let proven = DealWatch {
+            proven_to: 7,
+            lost: false,
+        };
+        book.put_deal_watches(&[(one, proven)]).unwrap();
         let watches = book.deal_watches().unwrap();
         assert_eq!(watches.len(), 2);
-        assert_eq!(watches[&one], changed);
-        assert!(watches[&big].lost);
+        assert_eq!((watches[&one], watches[&big]), (proven, lost));
         drop(book);
         let _ = std::fs::remove_dir_all(&dir);
     }

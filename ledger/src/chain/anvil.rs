@@ -352,10 +352,8 @@ impl Anvil {
             if terminated {
                 let deadline = std::time::Instant::now() + Duration::from_secs(5);
                 while std::time::Instant::now() < deadline {
+                    // Dropping it then forgets the pid (see `kill`).
                     if let Ok(Some(_)) = self.child.try_wait() {
-                        if let Some(pid_file) = self.pid_file.take() {
-                            let _ = std::fs::remove_file(pid_file);
-                        }
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(50));
