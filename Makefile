@@ -9,6 +9,11 @@ FOUNDRY_PLATFORM := linux-$(if $(filter aarch64 arm64,$(shell uname -m)),arm64,a
 FORGE     := $(abspath $(CONTRACTS))/node_modules/@foundry-rs/forge-$(FOUNDRY_PLATFORM)/bin/forge
 STAMP     := $(CONTRACTS)/node_modules/.dbytes-setup
 NEXTEST_PROFILE := $(if $(CI),ci,default)
+# CI builds once from a clean checkout: incremental caches would only double
+# the target dir (~6 GB of ~11 GB) on a runner whose disk is not ours alone.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
 
 .PHONY: setup run test test-rust test-contracts lint bench bench-codec bench-gateway bench-gateway-rss bench-mesh bench-repair fuzz-mesh clean artifacts \
 	check-artifacts gas
