@@ -25,6 +25,8 @@
 //! while repairing.
 
 mod common;
+#[path = "../tests/support/sdk.rs"]
+mod sdk;
 #[path = "../tests/support/repair.rs"]
 mod support;
 
@@ -33,9 +35,10 @@ use std::time::{Duration, Instant};
 
 use common::{env_number, peak_rss_mib, reset_peak_rss};
 use dbytes_ledger::book::SegmentRef;
+use sdk::{pattern, put};
 use support::{
-    DATA_PIECES, TOTAL_PIECES, eager_bucket, live_holders, options, pattern, put, running, s3,
-    segments, start, stop, victims,
+    DATA_PIECES, TOTAL_PIECES, eager_bucket, live_holders, options, running, s3, segments, start,
+    stop, victims,
 };
 
 /// Size of each object stored.

@@ -14,10 +14,12 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 mod common;
+#[path = "support/sdk.rs"]
+mod sdk;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::delete_object::builders::DeleteObjectFluentBuilder;
 use aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder;
@@ -33,39 +35,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use common::{new_user, start_devnet};
 use dbytes_ledger::book::AccessKey;
 use md5::Digest as _;
+use sdk::{client_with, pattern};
 use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A client for `endpoint` signing as `key`, path-style, no retries (a
-/// refused request must show its first error).
-fn client(endpoint: &str, key_id: &str, secret: &str) -> Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(key_id, secret, None, None, "dbytes-test"))
-        .force_path_style(true)
-        .retry_config(RetryConfig::disabled())
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    Client::from_conf(config)
-}
-
+/// A client for `endpoint` signing as `key`, no retries (a refused request
+/// must show its first error).
 fn client_for(endpoint: &str, key: &AccessKey) -> Client {
-    client(endpoint, &key.access_key_id, &key.secret_access_key)
-}
-
-/// Deterministic bytes.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
+    sdk::client(endpoint, key, RetryConfig::disabled())
 }
 
 fn md5_hex(bytes: &[u8]) -> String {
@@ -158,7 +135,7 @@ type Kept = Vec<(String, String, Vec<u8>)>;
 
 async fn objects_and_buckets(s3: &Client, kept: &mut Kept) {
     create(s3, "objects").await;
-    let body = data(300_000, 1);
+    let body = pattern(300_000, 1);
     let put_out = s3
         .put_object()
         .bucket("objects")
@@ -367,7 +344,7 @@ async fn objects_and_buckets(s3: &Client, kept: &mut Kept) {
 async fn copy(s3: &Client, kept: &mut Kept) {
     create(s3, "copy-a").await;
     create(s3, "copy-b").await;
-    let body = data(500_000, 7);
+    let body = pattern(500_000, 7);
     s3.put_object()
         .bucket("copy-a")
         .key("src")
@@ -909,7 +886,7 @@ async fn conditions(s3: &Client) {
 async fn checksums(s3: &Client, kept: &mut Kept) {
     let bucket = "sums";
     create(s3, bucket).await;
-    let body = data(200_000, 3);
+    let body = pattern(200_000, 3);
     // The SDK's default: CRC32 in an aws-chunked trailer.
     let default = s3
         .put_object()
@@ -1003,7 +980,7 @@ async fn multipart(s3: &Client, kept: &mut Kept) {
     let bucket = "multi";
     create(s3, bucket).await;
     let size = 5 * 1024 * 1024;
-    let parts = [data(size, 11), data(size, 12), data(123_457, 13)];
+    let parts = [pattern(size, 11), pattern(size, 12), pattern(123_457, 13)];
     let upload_id = s3
         .create_multipart_upload()
         .bucket(bucket)
@@ -1368,14 +1345,24 @@ async fn auth(endpoint: &str, alice: &Client, bob: &Client, alice_key: &AccessKe
         "AccessDenied",
         403,
     );
-    let wrong = client(endpoint, &alice_key.access_key_id, "not-the-secret");
+    let wrong = client_with(
+        endpoint,
+        &alice_key.access_key_id,
+        "not-the-secret",
+        RetryConfig::disabled(),
+    );
     expect_error(
         "a wrong secret",
         wrong.list_buckets().send().await,
         "SignatureDoesNotMatch",
         403,
     );
-    let unknown = client(endpoint, "DBUNKNOWNKEY00000000", "whatever");
+    let unknown = client_with(
+        endpoint,
+        "DBUNKNOWNKEY00000000",
+        "whatever",
+        RetryConfig::disabled(),
+    );
     expect_error(
         "an unknown key",
         unknown.list_buckets().send().await,

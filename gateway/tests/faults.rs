@@ -20,12 +20,15 @@
 //!
 //! Prints `faults audit_detect_s=… chain_detect_s=…`.
 
+#[path = "support/sdk.rs"]
+mod sdk;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, U256};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use dbytes_gateway::devnet::{Devnet, DevnetOptions};
 use dbytes_gateway::settings::RepairSettings;
@@ -33,6 +36,7 @@ use dbytes_ledger::book::{Book, Placement};
 use dbytes_ledger::chain::{ChainClient, Deal, DealState, Deployment};
 use dbytes_ledger::piece::PieceId;
 use dbytes_mesh::daemon::ProviderDaemon;
+use sdk::{create_bucket, get, pattern, put};
 
 /// A local network of `providers` providers with `redundancy`, periods of
 /// `period_secs` and the repair worker's `repair` settings; providers run
@@ -72,67 +76,13 @@ async fn start(options: DevnetOptions) -> Devnet {
         .expect("the local network starts")
 }
 
-/// The AWS SDK signing as the network's user, path-style, no retries.
+/// The AWS SDK signing as the network's user, no retries.
 fn s3(devnet: &Devnet) -> Client {
-    let key = devnet.access_key();
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(devnet.s3_endpoint())
-        .credentials_provider(Credentials::new(
-            &key.access_key_id,
-            &key.secret_access_key,
-            None,
-            None,
-            "faults",
-        ))
-        .force_path_style(true)
-        .retry_config(RetryConfig::disabled())
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    Client::from_conf(config)
-}
-
-/// Deterministic bytes.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-async fn put(s3: &Client, bucket: &str, key: &str, body: &[u8]) {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body.to_vec()))
-        .send()
-        .await
-        .unwrap_or_else(|err| panic!("PUT {bucket}/{key}: {err:?}"));
-}
-
-async fn get(s3: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let object = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|err| panic!("GET {bucket}/{key}: {err:?}"));
-    object.body.collect().await.expect("read the body").to_vec()
-}
-
-async fn create_bucket(s3: &Client, bucket: &str) {
-    s3.create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap_or_else(|err| panic!("create bucket {bucket}: {err:?}"));
+    sdk::client(
+        &devnet.s3_endpoint(),
+        devnet.access_key(),
+        RetryConfig::disabled(),
+    )
 }
 
 /// How a provider's pieces are named in placements.
@@ -290,8 +240,8 @@ async fn audit_fails_corrupted_and_deleted_piece_files_and_passes_intact_ones() 
     let devnet = start_devnet(dir.path(), 3, (1, 3), 3600, RepairSettings::default(), 0).await;
     let client = s3(&devnet);
     create_bucket(&client, "audit").await;
-    let body = data(300_000, 1);
-    put(&client, "audit", "object", &body).await;
+    let body = pattern(300_000, 1);
+    put(&client, "audit", "object", body.clone()).await;
     let book = devnet.gateway().gateway().book();
     let store = devnet.gateway().store();
     let providers = devnet.providers();
@@ -334,9 +284,9 @@ async fn a_deleting_and_a_corrupting_provider_are_caught_by_audit_and_chain_slas
     create_bucket(&client, "faults").await;
     let mut objects = Vec::new();
     for index in 0..8u64 {
-        let body = data(600_000 + index as usize * 1000, 100 + index);
+        let body = pattern(600_000 + index as usize * 1000, 100 + index);
         let key = format!("object-{index}");
-        put(&client, "faults", &key, &body).await;
+        put(&client, "faults", &key, body.clone()).await;
         objects.push((key, body));
     }
     let book = devnet.gateway().gateway().book();
@@ -521,7 +471,7 @@ async fn a_provider_stopped_during_a_multi_segment_upload_leaves_a_whole_object_
     .await;
     let client = s3(&devnet);
     create_bucket(&client, "upload").await;
-    let body = data(12 << 20, 7);
+    let body = pattern(12 << 20, 7);
     let upload = {
         let client = client.clone();
         let body = body.clone();
@@ -627,8 +577,8 @@ async fn a_slow_provider_does_not_slow_reads() {
     let devnet = start_devnet(dir.path(), 10, (4, 6), 3600, RepairSettings::default(), 0).await;
     let client = s3(&devnet);
     create_bucket(&client, "slow").await;
-    let body = data(4 << 20, 11);
-    put(&client, "slow", "object", &body).await;
+    let body = pattern(4 << 20, 11);
+    put(&client, "slow", "object", body.clone()).await;
     let time_reads = || async {
         let mut worst = Duration::ZERO;
         for _ in 0..3 {
@@ -715,9 +665,9 @@ async fn a_deal_failed_on_chain_is_replaced_by_a_deal_from_the_market_and_closed
     create_bucket(&client, "chain").await;
     let mut objects = Vec::new();
     for index in 0..4u64 {
-        let body = data(500_000, 200 + index);
+        let body = pattern(500_000, 200 + index);
         let key = format!("object-{index}");
-        put(&client, "chain", &key, &body).await;
+        put(&client, "chain", &key, body.clone()).await;
         objects.push((key, body));
     }
     let book = &devnet.gateway().gateway().book().clone();

@@ -32,7 +32,7 @@ fn refusal(result: Result<impl std::fmt::Debug, ClientError>) -> Refusal {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pieces_round_trip_whole_and_in_ranges() {
-    let dir = TempDir::new("round-trip");
+    let dir = temp_dir("round-trip");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 64 * MIB));
@@ -108,7 +108,7 @@ async fn pieces_round_trip_whole_and_in_ranges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_consumer_writes_and_only_it_and_its_repairers_read() {
-    let dir = TempDir::new("auth");
+    let dir = temp_dir("auth");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     let repairer = random_secret();
@@ -187,7 +187,7 @@ async fn only_the_consumer_writes_and_only_it_and_its_repairers_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn puts_over_capacity_are_refused_and_say_so() {
-    let dir = TempDir::new("capacity");
+    let dir = temp_dir("capacity");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 1000));
@@ -239,7 +239,7 @@ async fn puts_over_capacity_are_refused_and_say_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_piece_that_does_not_match_its_id_is_refused_and_nothing_is_stored() {
-    let dir = TempDir::new("mismatch");
+    let dir = temp_dir("mismatch");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 16 * MIB));
@@ -270,7 +270,7 @@ async fn a_piece_that_does_not_match_its_id_is_refused_and_nothing_is_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audits_prove_leaves_against_the_root_returned_on_upload() {
-    let dir = TempDir::new("audit");
+    let dir = temp_dir("audit");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 16 * MIB));
@@ -319,7 +319,7 @@ async fn audits_prove_leaves_against_the_root_returned_on_upload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commitments_are_signed_only_over_exactly_the_pieces_held() {
-    let dir = TempDir::new("commit");
+    let dir = temp_dir("commit");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     let stranger = random_secret();
@@ -384,7 +384,7 @@ async fn commitments_are_signed_only_over_exactly_the_pieces_held() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_run_at_once_on_one_connection() {
-    let dir = TempDir::new("concurrent");
+    let dir = temp_dir("concurrent");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 256 * MIB));
@@ -415,7 +415,7 @@ async fn many_requests_run_at_once_on_one_connection() {
 /// and no reserved space.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_upload_leaves_nothing_behind() {
-    let dir = TempDir::new("truncated");
+    let dir = temp_dir("truncated");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 64 * MIB));
@@ -457,7 +457,7 @@ async fn a_truncated_upload_leaves_nothing_behind() {
 /// Dropping a put's future resets its stream: the provider stores nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_put_stores_nothing() {
-    let dir = TempDir::new("cancelled");
+    let dir = temp_dir("cancelled");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 64 * MIB));
@@ -508,7 +508,7 @@ async fn a_cancelled_put_stores_nothing() {
 /// Malformed and oversized messages get an error reply, never a crash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_requests_get_error_replies() {
-    let dir = TempDir::new("malformed");
+    let dir = temp_dir("malformed");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 16 * MIB));
@@ -696,7 +696,7 @@ async fn malformed_and_oversized_responses_fail_the_request_cleanly() {
 /// stored before; clients reconnect by themselves. Its scrub finds rot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pieces_survive_a_restart_and_the_scrub_drops_rot() {
-    let dir = TempDir::new("restart");
+    let dir = temp_dir("restart");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 16 * MIB));
@@ -777,7 +777,7 @@ async fn pieces_survive_a_restart_and_the_scrub_drops_rot() {
 /// changed on a running provider, and zero adds nothing measurable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_response_delay_holds_back_piece_answers_and_zero_adds_nothing() {
-    let dir = TempDir::new("faults");
+    let dir = temp_dir("faults");
     let deals = Arc::new(StaticDeals::new());
     let consumer = random_secret();
     deals.insert(terms(1, &consumer, 16 * MIB));

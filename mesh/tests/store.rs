@@ -86,7 +86,7 @@ fn assert_consistent(dir: &Path, store: &PieceStore) {
 
 #[test]
 fn reopening_reconciles_every_state_a_crash_can_leave() {
-    let dir = TempDir::new("recover");
+    let dir = temp_dir("recover");
     let (store, report) = open(dir.path());
     assert_eq!(report, RecoveryReport::default());
     let kept = put(&store, 1, &piece_bytes(300_000, 1));
@@ -136,7 +136,7 @@ fn reopening_reconciles_every_state_a_crash_can_leave() {
 
 #[test]
 fn an_abandoned_ingest_leaves_nothing_and_frees_its_space() {
-    let dir = TempDir::new("abandon");
+    let dir = temp_dir("abandon");
     let (store, _) = open(dir.path());
     let bytes = piece_bytes(500_000, 1);
     let id = PieceId::of(&bytes);
@@ -178,7 +178,7 @@ fn an_abandoned_ingest_leaves_nothing_and_frees_its_space() {
 
 #[test]
 fn a_corrupt_piece_is_never_served_and_is_dropped() {
-    let dir = TempDir::new("corrupt-read");
+    let dir = temp_dir("corrupt-read");
     let (store, _) = open(dir.path());
     let bytes = piece_bytes(700_000, 9);
     let id = put(&store, 1, &bytes);
@@ -218,7 +218,7 @@ fn a_corrupt_piece_is_never_served_and_is_dropped() {
 
 #[test]
 fn the_scrub_finds_a_flipped_byte() {
-    let dir = TempDir::new("scrub");
+    let dir = temp_dir("scrub");
     let metrics = ProviderMetrics::new();
     let (store, _) = PieceStore::open(
         &StoreConfig {
@@ -278,7 +278,7 @@ fn crash_child() {
 
 #[test]
 fn kill_minus_9_at_any_moment_leaves_whole_pieces() {
-    let dir = TempDir::new("kill9");
+    let dir = temp_dir("kill9");
     let mut acknowledged: BTreeSet<(DealId, PieceId)> = BTreeSet::new();
     for round in 0..4u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())

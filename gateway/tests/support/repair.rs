@@ -8,6 +8,8 @@
 //! threshold = n), so "back to full redundancy" is something to wait for;
 //! the default 3-of-6 policy would wait until fewer than five pieces are
 //! healthy.
+//!
+//! Needs `support/sdk.rs` included as the crate's `sdk` module.
 
 #![allow(dead_code)] // The test and the bench each use their own part.
 
@@ -17,8 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::config::retry::RetryConfig;
 use dbytes_gateway::devnet::{Devnet, DevnetOptions};
 use dbytes_gateway::settings::RepairSettings;
 use dbytes_ledger::book::{AccessKey, Book, BucketId, Redundancy, SegmentRef};
@@ -60,34 +61,16 @@ pub async fn start(options: &DevnetOptions) -> Devnet {
         .expect("the local network starts")
 }
 
-/// An S3 client of the network's user at `endpoint` (path-style, the
-/// SDK's retries).
+/// An S3 client of the network's user at `endpoint`, with the SDK's
+/// retries (the gateway is killed and restarted under it).
 pub fn s3(endpoint: &str, key: &AccessKey) -> Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            &key.access_key_id,
-            &key.secret_access_key,
-            None,
-            None,
-            "dbytes-repair",
-        ))
-        .force_path_style(true)
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    Client::from_conf(config)
+    crate::sdk::client(endpoint, key, RetryConfig::standard())
 }
 
 /// Makes `name` and sets its repair threshold to n: any lost piece is
 /// repaired. Returns its id.
 pub async fn eager_bucket(s3: &Client, book: &Book, name: &str) -> BucketId {
-    s3.create_bucket()
-        .bucket(name)
-        .send()
-        .await
-        .expect("create bucket");
+    crate::sdk::create_bucket(s3, name).await;
     book.set_redundancy(
         name,
         Redundancy {
@@ -99,49 +82,6 @@ pub async fn eager_bucket(s3: &Client, book: &Book, name: &str) -> BucketId {
     )
     .expect("set the bucket's redundancy")
     .id
-}
-
-/// `len` deterministic pseudo-random bytes.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Stores `body` as `bucket/key`.
-pub async fn put(s3: &Client, bucket: &str, key: &str, body: Vec<u8>) {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .unwrap_or_else(|err| panic!("PUT {bucket}/{key}: {err:?}"));
-}
-
-/// Reads `bucket/key` whole.
-pub async fn get(s3: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let object = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|err| panic!("GET {bucket}/{key}: {err:?}"));
-    object
-        .body
-        .collect()
-        .await
-        .unwrap_or_else(|err| panic!("reading {bucket}/{key}: {err:?}"))
-        .into_bytes()
-        .to_vec()
 }
 
 /// The id a provider's pieces are placed under: its node id in hex.

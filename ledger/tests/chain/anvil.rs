@@ -3,18 +3,12 @@
 //! new one starts on the same state file, and a killed anvil loses at most
 //! its save interval.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use alloy::providers::{Provider, ProviderBuilder};
 use dbytes_ledger::chain::anvil::{Anvil, AnvilOptions};
 
-/// A fresh scratch directory (removed by the caller).
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dbytes-{name}-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    dir
-}
+use crate::common::temp_dir;
 
 async fn block_number(anvil: &Anvil) -> u64 {
     let url = anvil.endpoint().parse().expect("anvil's url");
@@ -37,9 +31,10 @@ fn options(dir: &std::path::Path, save_secs: Option<u64>) -> AnvilOptions {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn an_anvil_left_by_a_killed_parent_is_stopped_and_its_chain_resumed() {
-    let dir = scratch("stray-anvil");
+    let scratch = temp_dir("stray-anvil");
+    let dir = scratch.path();
     // No periodic saves: only stopping the stray one can keep its blocks.
-    let options = options(&dir, None);
+    let options = options(dir, None);
     let first = Anvil::spawn(&options).expect("anvil starts (`make setup`)");
     first.mine(25).await.expect("mine");
     let height = block_number(&first).await;
@@ -69,13 +64,13 @@ async fn an_anvil_left_by_a_killed_parent_is_stopped_and_its_chain_resumed() {
         !dir.join("anvil.pid").exists(),
         "a clean stop forgets the pid"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_killed_anvil_loses_at_most_its_save_interval() {
-    let dir = scratch("killed-anvil");
-    let options = options(&dir, Some(1));
+    let scratch = temp_dir("killed-anvil");
+    let dir = scratch.path();
+    let options = options(dir, Some(1));
     let mut first = Anvil::spawn(&options).expect("anvil starts (`make setup`)");
     first.mine(12).await.expect("mine");
     let height = block_number(&first).await;
@@ -88,5 +83,4 @@ async fn a_killed_anvil_loses_at_most_its_save_interval() {
         "the blocks saved before the kill are there"
     );
     second.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }

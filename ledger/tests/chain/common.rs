@@ -1,7 +1,6 @@
 //! A local market for each test: anvil from the pinned binary, the
 //! contracts deployed from the committed artifacts, funded parties.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -26,29 +25,15 @@ pub const PROVIDER: u32 = 2;
 pub const PROVIDER2: u32 = 3;
 pub const STRANGER: u32 = 4;
 
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
+pub use tempfile::TempDir;
 
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "dbytes-{name}-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A directory under the system's temp dir named after `label`, removed
+/// when dropped.
+pub fn temp_dir(label: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("dbytes-{label}-"))
+        .tempdir()
+        .expect("make a temp dir")
 }
 
 /// A deployed market on a private anvil (killed when dropped).
@@ -73,7 +58,7 @@ impl Market {
         Market {
             anvil,
             deployment,
-            dir: TempDir::new("market"),
+            dir: temp_dir("market"),
         }
     }
 

@@ -18,29 +18,15 @@ use dbytes_mesh::store::StoreConfig;
 use dbytes_mesh::transport::{TransportConfig, bind_endpoint, node_id};
 use rand::{Rng, SeedableRng};
 
-/// A directory under the system's temp dir, removed when dropped.
-pub struct TempDir(PathBuf);
+pub use tempfile::TempDir;
 
-impl TempDir {
-    pub fn new(label: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "dbytes-mesh-{label}-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A directory under the system's temp dir named after `label`, removed
+/// when dropped.
+pub fn temp_dir(label: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("dbytes-mesh-{label}-"))
+        .tempdir()
+        .expect("make a temp dir")
 }
 
 /// Deterministic pseudo-random bytes.

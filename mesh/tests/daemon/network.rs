@@ -34,29 +34,15 @@ pub const TOKEN: u128 = 1_000_000_000_000_000_000;
 /// Dev account of the consumer (the providers take 2 and up).
 pub const CONSUMER: u32 = 1;
 
-/// A directory under the system's temp dir, removed when dropped.
-pub struct TempDir(PathBuf);
+pub use tempfile::TempDir;
 
-impl TempDir {
-    pub fn new(label: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "dbytes-daemon-{label}-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A directory under the system's temp dir named after `label`, removed
+/// when dropped.
+pub fn temp_dir(label: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("dbytes-daemon-{label}-"))
+        .tempdir()
+        .expect("make a temp dir")
 }
 
 /// Waits until `check` returns `Some`, failing the test after `secs`.
@@ -193,7 +179,7 @@ impl Network {
         let deployment = deploy(anvil.endpoint(), anvil.account(0), &options)
             .await
             .expect("the contracts deploy");
-        let dir = TempDir::new(label);
+        let dir = temp_dir(label);
         let deployment_file = dir.path().join("deployment.json");
         deployment.save(&deployment_file).unwrap();
         let target: SocketAddr = format!("127.0.0.1:{}", anvil.port()).parse().unwrap();
