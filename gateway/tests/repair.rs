@@ -15,8 +15,10 @@
 //! SIGKILL in the middle of repairs and of a PUT: the queue survives in the
 //! book, the cut-off PUT leaves no object, and the restarted gateway drains
 //! the queue (seen through `dbytes repair status`, which asks the running
-//! gateway's metrics since the book is locked).
+//! gateway over its admin socket since the book is locked).
 
+#[path = "support/sdk.rs"]
+mod sdk;
 #[path = "support/repair.rs"]
 mod support;
 
@@ -28,9 +30,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_s3::primitives::ByteStream;
 use dbytes_ledger::book::Book;
 use dbytes_placement::RedundancyPolicy;
+use sdk::{get, pattern, put};
 use support::{
-    DATA_PIECES, TOTAL_PIECES, eager_bucket, get, live_holders, options, pattern, put, running, s3,
-    segments, start, stop, victims, wait_for,
+    DATA_PIECES, TOTAL_PIECES, eager_bucket, live_holders, options, running, s3, segments, start,
+    stop, victims, wait_for,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
