@@ -224,6 +224,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        AdminReply::Report { text } => print!("{text}"),
         AdminReply::Done { message } => println!("{message}"),
         AdminReply::Error { message } => anyhow::bail!(message),
     }

@@ -1,14 +1,18 @@
 //! `dbytes repair status`: how a gateway's redundancy stands.
 //!
-//! With the gateway stopped the report comes from its book; while it runs
-//! the book is locked (redb opens a file in one process at a time), so the
-//! report comes from the gateway's `/metrics` instead.
+//! While the gateway runs it holds the book (redb opens a file in one
+//! process at a time), so the report comes from the gateway itself, over
+//! its admin socket; with the gateway stopped the command opens the book.
+//! A running gateway whose admin socket does not answer (another user, a
+//! socket removed by hand) is asked through its `/metrics` instead, which
+//! give the same figures but the segment list and the all-time totals.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
+use dbytes_gateway::admin::{self, AdminReply, AdminRequest};
 use dbytes_gateway::repair::status::{book_report, metrics_report};
 use dbytes_gateway::settings::GatewaySettings;
 use dbytes_ledger::book::Book;
@@ -53,6 +57,25 @@ pub async fn run(command: RepairCommand) -> anyhow::Result<()> {
         "no gateway book at {}; pass the gateway's --config or its data --dir",
         book_path.display()
     );
+    let data_dir = book_path.parent().unwrap_or(std::path::Path::new("."));
+    let socket = admin::socket_path(data_dir);
+    let asked = admin::request(&socket, &AdminRequest::RepairStatus).await;
+    if let Ok(reply) = asked {
+        match reply {
+            AdminReply::Report { text } => {
+                print!("{text}");
+                return Ok(());
+            }
+            AdminReply::Error { message } => anyhow::bail!(
+                "the gateway on {} could not make the report: {message}",
+                socket.display()
+            ),
+            other => anyhow::bail!(
+                "the gateway on {} answered {other:?} to a repair status request",
+                socket.display()
+            ),
+        }
+    }
     let path = book_path.clone();
     let opened = tokio::task::spawn_blocking(move || Book::open(&path)).await?;
     let now = dbytes_gateway::s3::now_ms();
@@ -65,9 +88,10 @@ pub async fn run(command: RepairCommand) -> anyhow::Result<()> {
         Err(err) if err.is_locked() => {
             let addr = metrics_addr.with_context(|| {
                 format!(
-                    "the book {} is open in a running gateway; pass --metrics <host:port> of \
-                     its /metrics endpoint to ask it instead",
-                    book_path.display()
+                    "the book {} is open in a running gateway whose admin socket {} did not \
+                     answer; pass --metrics <host:port> of its /metrics endpoint to ask it instead",
+                    book_path.display(),
+                    socket.display()
                 )
             })?;
             let text = fetch_metrics(&addr).await.with_context(|| {

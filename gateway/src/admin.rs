@@ -66,6 +66,10 @@ pub enum AdminRequest {
         /// The access key id.
         key: String,
     },
+    /// The repair report (`dbytes repair status`) from the book the
+    /// gateway holds: queue, last health round, most endangered segments,
+    /// all-time totals.
+    RepairStatus,
 }
 
 /// One user, as listed.
@@ -96,6 +100,11 @@ pub enum AdminReply {
     Users {
         /// Every user.
         users: Vec<UserSummary>,
+    },
+    /// A report to print as it is.
+    Report {
+        /// The report's text.
+        text: String,
     },
     /// Done; what was done.
     Done {
@@ -132,6 +141,9 @@ pub fn execute(book: &Book, request: &AdminRequest, now_ms: u64) -> AdminReply {
             }),
             Err(err) => Err(err),
         },
+        AdminRequest::RepairStatus => {
+            crate::repair::status::book_report(book, now_ms).map(|text| AdminReply::Report { text })
+        }
     };
     result.unwrap_or_else(|err| error(err.to_string()))
 }

@@ -1,6 +1,8 @@
 //! What `dbytes repair status` prints: how redundancy stands, from the
-//! gateway's book when the gateway is stopped, or from a running gateway's
-//! `/metrics` (redb lets one process open the book at a time).
+//! gateway's book (the running gateway makes it for its admin socket; with
+//! the gateway stopped the command opens the book), or, when a running
+//! gateway's admin socket does not answer, from its `/metrics` (redb lets
+//! one process open the book at a time).
 //!
 //! From the book: the queue's length, segments by healthy-piece count in
 //! the last health round, the most endangered queued segments, when the
