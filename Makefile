@@ -16,7 +16,7 @@ export CARGO_INCREMENTAL := 0
 endif
 
 .PHONY: setup run test test-rust test-contracts lint bench bench-codec bench-gateway bench-gateway-rss bench-mesh bench-repair fuzz-mesh clean artifacts \
-	check-artifacts gas
+	check-artifacts check-observability gas
 
 ## setup: install the pinned contract toolchain (forge, anvil, cast, solcjs,
 ## OpenZeppelin, forge-std) from package-lock.json; idempotent.
@@ -35,7 +35,7 @@ run: setup
 
 ## test: formatting, lints, Rust tests, contract formatting and tests, and the
 ## check that the committed contract artifacts match the sources.
-test: setup lint check-artifacts test-rust test-contracts
+test: setup lint check-artifacts check-observability test-rust test-contracts
 
 lint:
 	cargo fmt --all --check
@@ -67,6 +67,13 @@ artifacts: setup
 check-artifacts: setup
 	$(ARTIFACTS_BUILD)
 	cd $(CONTRACTS) && node script/artifacts.mjs check $(ARTIFACTS_OUT)
+
+## check-observability: the Grafana dashboards (grafana/) and the Prometheus
+## alert rules (deploy/prometheus/) use only metrics and labels the code
+## exports; promtool parses the queries, checks the config and rules and runs
+## the rules' unit tests (required under CI, skipped loudly without it).
+check-observability:
+	python3 deploy/check.py
 
 ## gas: the gas report of test/Gas.t.sol, one `gas <operation>=<gas>` line per
 ## operation (transaction gas: intrinsic + calldata + execution - refund).
