@@ -33,8 +33,9 @@ $(STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
 run: setup
 	cargo run --release --locked -- devnet $(DEVNET_ARGS)
 
-## test: formatting, lints, Rust tests, contract formatting and tests, and the
-## check that the committed contract artifacts match the sources.
+## test: formatting, lints, Rust tests, contract formatting and tests, the
+## check that the committed contract artifacts match the sources, and the
+## check that dashboards and alert rules name only exported metrics.
 test: setup lint check-artifacts check-observability test-rust test-contracts
 
 lint:
