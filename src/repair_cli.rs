@@ -43,13 +43,14 @@ pub async fn run(command: RepairCommand) -> anyhow::Result<()> {
         dir,
         metrics,
     } = command;
-    let (book_path, metrics_addr) = match dir {
-        Some(dir) => (dir.join("book.redb"), metrics),
+    let (data_dir, book_path, metrics_addr) = match dir {
+        Some(dir) => (dir.clone(), dir.join("book.redb"), metrics),
         None => {
             let settings = GatewaySettings::load(&config)?;
             let listen = settings.metrics.listen.trim().to_owned();
             let configured = (!listen.is_empty() && listen != "off").then_some(listen);
-            (settings.book_path(), metrics.or(configured))
+            let book_path = settings.book_path();
+            (settings.storage.data_dir, book_path, metrics.or(configured))
         }
     };
     anyhow::ensure!(
@@ -57,8 +58,7 @@ pub async fn run(command: RepairCommand) -> anyhow::Result<()> {
         "no gateway book at {}; pass the gateway's --config or its data --dir",
         book_path.display()
     );
-    let data_dir = book_path.parent().unwrap_or(std::path::Path::new("."));
-    let socket = admin::socket_path(data_dir);
+    let socket = admin::socket_path(&data_dir);
     let asked = admin::request(&socket, &AdminRequest::RepairStatus).await;
     if let Ok(reply) = asked {
         match reply {
